@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from kairos_model.ops.frame_attention import (FrameMaskSpec, frame_mask, masked_attention, rope,
-                                              token_frames)
+                                              token_frames, token_mask)
 
 
 @dataclass
@@ -106,12 +106,12 @@ class FrameAttention(nn.Module):
         pos = token_frames(frames, N)                                           # [T*N]
         q, k = rope(q, pos, self.cfg.rope_base), rope(k, pos, self.cfg.rope_base)
         if state is None:
-            o = masked_attention(q, k, v, frame_mask(pos, pos, self.cfg.mask))
+            o = masked_attention(q, k, v, token_mask(frame_mask(frames, frames, self.cfg.mask), N))
             return self.out(o.reshape(B, T, N, H * D)), None
         k_all = torch.cat([state.k, k], dim=1)
         v_all = torch.cat([state.v, v], dim=1)
-        k_pos = torch.cat([token_frames(state.slot_frames, N), pos])
-        o = masked_attention(q, k_all, v_all, frame_mask(pos, k_pos, self.cfg.mask))
+        k_frames = torch.cat([state.slot_frames, frames])
+        o = masked_attention(q, k_all, v_all, token_mask(frame_mask(frames, k_frames, self.cfg.mask), N))
         return self.out(o.reshape(B, T, N, H * D)), self._update_cache(state, k, v, frames, N)
 
     def _update_cache(self, state: KVCacheState, k, v, frames, N) -> KVCacheState:

@@ -57,10 +57,10 @@ class FrameMaskSpec:
 
 
 def frame_mask(q_frames: torch.Tensor, k_frames: torch.Tensor, spec: FrameMaskSpec) -> torch.Tensor:
-    """Boolean mask [Lq, Lk], True where query token i may attend to key token j.
+    """Boolean mask [Tq, Tk], True where query frame i may attend to key frame j.
 
-    q_frames: [Lq] frame index of each query token; k_frames: [Lk] frame index of each key token
-    (-1 for an empty slot).
+    q_frames: [Tq] frame indices of the queries; k_frames: [Tk] frame indices of the keys
+    (-1 for an empty cache slot). Works as well on per-token frame indices ([T * N]).
     """
     dq = q_frames.unsqueeze(-1) - k_frames.unsqueeze(0)
     ok = (dq >= 0) & (k_frames >= 0).unsqueeze(0)
@@ -69,6 +69,12 @@ def frame_mask(q_frames: torch.Tensor, k_frames: torch.Tensor, spec: FrameMaskSp
     elif spec.kind == "dswa":
         ok &= (dq % spec.dilation == 0) & (dq < spec.dilation * spec.taps)
     return ok
+
+
+def token_mask(mask_frames: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
+    """[Tq, Tk] frame mask -> [Tq * N, Tk * N] token mask (every token of a frame alike)."""
+    n = tokens_per_frame
+    return mask_frames.repeat_interleave(n, 0).repeat_interleave(n, 1)
 
 
 def token_frames(frames: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:

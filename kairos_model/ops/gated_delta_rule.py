@@ -191,7 +191,7 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, backend: 
 
     backend: 'auto' uses flash-linear-attention on CUDA tensors and the pure-torch forms otherwise
     (logged once); 'fla' demands the Triton kernels and fails loudly without them; 'torch' forces the
-    pure-torch forms. Short inputs (T <= 64) use the recurrent form, longer ones the chunked form.
+    pure-torch forms: the recurrent form for a single token, the chunked form otherwise.
     Returns (o [B, T, H, V], final_state [B, H, K, V]).
     """
     B, T, H, K, V = check_gdn_inputs(q, k, v, g, beta, initial_state)
@@ -213,6 +213,7 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, backend: 
                   output_final_state=True)
         return o, S
     _log_once(f"GatedDeltaNet runs its pure-torch form on {q.device.type}")
-    if T <= chunk_size:
+    if T == 1:
         return gated_delta_rule_recurrent(q, k, v, g, beta, scale, initial_state)
-    return gated_delta_rule_chunked(q, k, v, g, beta, scale, initial_state, chunk_size)
+    # One frame of tokens is one chunk: the triangular solve beats a Python loop over its tokens.
+    return gated_delta_rule_chunked(q, k, v, g, beta, scale, initial_state, min(chunk_size, T))

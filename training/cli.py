@@ -1,0 +1,47 @@
+"""The `kairos` command. Subcommands import their modules lazily so that `kairos --help` is fast.
+
+    kairos bench memory [ARGS]          streaming memory benchmark (bench/memory_scaling.py)
+    kairos experiment recall [ARGS]     Theorem 1 experiment (training/experiments/recall.py)
+"""
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+
+BENCHES = {"memory": "memory_scaling.py"}
+EXPERIMENTS = {"recall": "training.experiments.recall"}
+
+
+def _bench(name: str, rest) -> int:
+    bench_dir = Path(__file__).resolve().parents[1] / "bench"
+    path = bench_dir / BENCHES[name]
+    if not path.is_file():
+        print(f"kairos bench: {path} not found; benchmarks run from a source checkout of kairos_ros",
+              file=sys.stderr)
+        return 2
+    sys.argv = [str(path), *rest]
+    runpy.run_path(str(path), run_name="__main__")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="kairos", description="Kairos-ROS: world action model on ROS 2")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bench", help="run a benchmark from bench/", add_help=False)
+    b.add_argument("name", choices=sorted(BENCHES))
+    e = sub.add_parser("experiment", help="run an experiment", add_help=False)
+    e.add_argument("name", choices=sorted(EXPERIMENTS))
+    args, rest = ap.parse_known_args(argv)
+    if args.cmd == "bench":
+        return _bench(args.name, rest)
+    if args.cmd == "experiment":
+        import importlib
+        importlib.import_module(EXPERIMENTS[args.name]).main(rest)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
