@@ -35,13 +35,14 @@ from kairos_model.memory.hybrid import HybridMemory, HybridMemoryConfig
 class RecallTaskConfig:
     """The recall task. classes: K. frames: clip length T. tokens_per_frame: N.
     cue_frames: the cue appears in one of the first `cue_frames` frames. features: input size.
-    cue_strength: amplitude of the class signal relative to unit noise."""
+    cue_strength: amplitude of the class signal. noise: std of the Gaussian noise on every token."""
     classes: int = 8
     frames: int = 48
     tokens_per_frame: int = 4
     cue_frames: int = 4
     features: int = 16
     cue_strength: float = 3.0
+    noise: float = 1.0
 
     @property
     def min_gap(self) -> int:
@@ -50,9 +51,9 @@ class RecallTaskConfig:
 
 def make_batch(cfg: RecallTaskConfig, batch: int, gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
     """Returns x [B, T, N, F] and labels [B]. Channel layout of F: [0:K) class one-hot, K cue flag,
-    K+1 query flag, the rest noise; every token carries unit Gaussian noise everywhere."""
+    K+1 query flag, the rest noise; every token carries Gaussian noise (std cfg.noise) everywhere."""
     K, T, N, Fdim = cfg.classes, cfg.frames, cfg.tokens_per_frame, cfg.features
-    x = torch.randn(batch, T, N, Fdim, generator=gen)
+    x = cfg.noise * torch.randn(batch, T, N, Fdim, generator=gen)
     labels = torch.randint(0, K, (batch,), generator=gen)
     cue_at = torch.randint(0, cfg.cue_frames, (batch,), generator=gen)
     b = torch.arange(batch)
