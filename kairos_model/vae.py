@@ -98,23 +98,32 @@ class VideoVAE(nn.Module):
         self.cfg = cfg
         ch = _stage_channels(cfg)
         C, k = ch[-1], cfg.time_down
-        enc = [nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)]
-        for a, b in zip(ch[:-1], ch[1:]):
-            enc += [ResBlock2d(a, b), nn.Conv2d(b, b, 3, stride=2, padding=1)]
+        # The first 2x is a pixel unshuffle (space to channels): full-resolution convolutions would
+        # cost most of the compute and add little on the way down.
+        enc = [nn.PixelUnshuffle(2), nn.Conv2d(4 * cfg.in_channels, ch[0], 3, padding=1)]
+        for i, (a, b) in enumerate(zip(ch[:-1], ch[1:])):
+            enc += [ResBlock2d(a, b)]
+            if i < len(ch) - 2:
+                enc += [nn.Conv2d(b, b, 3, stride=2, padding=1)]
         enc += [ResBlock2d(C, C)]
         self.enc2d = nn.Sequential(*enc)
         self.enc_t = CausalTemporalConv(C, cfg.temporal_kernel)
         self.enc_pack = nn.Conv2d(k * C, C, 1)                 # 4 frames -> 1 latent
         self.enc_first = nn.Conv2d(C, C, 1)                    # frame 0 alone
         self.enc_out = nn.Sequential(nn.GroupNorm(8, C), nn.SiLU(), nn.Conv2d(C, 2 * cfg.latent_channels, 3, padding=1))
+        with torch.no_grad():  # start with a small posterior std: unit noise would drown the latents
+            self.enc_out[-1].bias[cfg.latent_channels:].fill_(-8.0)
         self.dec_in = nn.Conv2d(cfg.latent_channels, C, 3, padding=1)
         self.dec_first = nn.Conv2d(C, C, 1)
         self.dec_unpack = nn.Conv2d(C, k * C, 1)               # 1 latent -> 4 frames
         self.dec_t = CausalTemporalConv(C, cfg.temporal_kernel)
         dec = [ResBlock2d(C, C)]
-        for a, b in zip(ch[::-1][:-1], ch[::-1][1:]):
-            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(a, b, 3, padding=1), ResBlock2d(b, b)]
-        dec += [nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], cfg.in_channels, 3, padding=1)]
+        for i, (a, b) in enumerate(zip(ch[::-1][:-1], ch[::-1][1:])):
+            if i > 0:
+                dec += [nn.Upsample(scale_factor=2, mode="nearest")]
+            dec += [nn.Conv2d(a, b, 3, padding=1), ResBlock2d(b, b)]
+        dec += [nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 4 * cfg.in_channels, 3, padding=1),
+                nn.PixelShuffle(2)]
         self.dec2d = nn.Sequential(*dec)
 
     # --- shapes -------------------------------------------------------------------------------
@@ -202,6 +211,14 @@ class VideoVAE(nn.Module):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = l1 + mse + self.cfg.kl_weight * kl
         return loss, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+
+
+VAE_PRESETS = {
+    "tiny": VideoVAEConfig(latent_channels=16, base_channels=16, max_channels=64, spatial_down=8),
+    "small": VideoVAEConfig(latent_channels=16, base_channels=32, max_channels=256, spatial_down=8),
+    # Wan2.2-style high compression (16 x 16 x 4, 48 channels), the paper's "high-compression VAE".
+    "kairos_4b": VideoVAEConfig(latent_channels=48, base_channels=128, max_channels=512, spatial_down=16),
+}
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -2,6 +2,9 @@
 
     kairos bench memory [ARGS]          streaming memory benchmark (bench/memory_scaling.py)
     kairos experiment recall [ARGS]     Theorem 1 experiment (training/experiments/recall.py)
+    kairos model-info PRESET            parameters per module, tokens per frame, state size
+    kairos train-vae [ARGS]             train the video VAE on synthetic physics video
+    kairos generate --checkpoint ...    image + prompt -> video, streamed chunk by chunk
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from pathlib import Path
 
 BENCHES = {"memory": "memory_scaling.py"}
 EXPERIMENTS = {"recall": "training.experiments.recall"}
+COMMANDS = {"model-info": "training.model_info", "train-vae": "training.train_vae",
+            "generate": "training.generate_cli"}
 
 
 def _bench(name: str, rest) -> int:
@@ -33,7 +38,14 @@ def main(argv=None) -> int:
     b.add_argument("name", choices=sorted(BENCHES))
     e = sub.add_parser("experiment", help="run an experiment", add_help=False)
     e.add_argument("name", choices=sorted(EXPERIMENTS))
+    for name, mod in COMMANDS.items():
+        sub.add_parser(name, help=(__import__("importlib").import_module(mod).__doc__ or "").splitlines()[0],
+                       add_help=False)
     args, rest = ap.parse_known_args(argv)
+    if args.cmd in COMMANDS:
+        import importlib
+        importlib.import_module(COMMANDS[args.cmd]).main(rest)
+        return 0
     if args.cmd == "bench":
         return _bench(args.name, rest)
     if args.cmd == "experiment":

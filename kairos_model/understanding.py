@@ -1,0 +1,186 @@
+"""World understanding: the instruction text and the current camera frame -> conditioning tokens.
+
+    enc = UnderstandingEncoder(UnderstandingConfig(dim=128))
+    tokens_bmc = enc(["press the button"], image_bchw)      # [B, M, C], M = text_tokens + image_tokens
+
+Defaults that work offline and train with the model:
+- text: a hashed word tokenizer (no vocabulary file; unknown words still map somewhere stable) and a
+  small transformer, pooled to a fixed number of tokens by learned queries;
+- image: a small CNN over the current frame, pooled to a few tokens.
+`QwenTextEncoder` swaps the text part for a Qwen-family language model loaded from a local path
+(the paper uses a Qwen VLM); nothing is ever downloaded.
+
+The text tokens can be dropped per sample (`drop_text`) and replaced by a learned null, which is what
+classifier-free guidance on the instruction uses.
+"""
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class UnderstandingConfig:
+    """dim: width of the output tokens (the world model's width). vocab_buckets: size of the hashed
+    word vocabulary. max_words: longest instruction kept. text_layers / text_heads: the text
+    transformer. text_tokens / image_tokens: tokens out per modality. image_channels: CNN width.
+    qwen_path: a local directory with a Qwen-family model; when set, it replaces the text encoder."""
+    dim: int = 128
+    vocab_buckets: int = 4096
+    max_words: int = 24
+    text_layers: int = 2
+    text_heads: int = 4
+    text_tokens: int = 4
+    image_tokens: int = 4
+    image_channels: int = 32
+    qwen_path: Optional[str] = None
+
+    @property
+    def tokens(self) -> int:
+        return self.text_tokens + self.image_tokens
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def hash_tokenize(texts: Sequence[str], buckets: int, max_words: int):
+    """Lowercased words -> ids in [1, buckets) by crc32 (stable across runs and machines); 0 pads.
+    Returns (ids [B, max_words] long, valid [B, max_words] bool)."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got one string")
+    ids = torch.zeros(len(texts), max_words, dtype=torch.long)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"instruction {i} is a {type(t).__name__}, expected str")
+        words = _WORD.findall(t.lower())[:max_words]
+        for j, w in enumerate(words):
+            ids[i, j] = 1 + zlib.crc32(w.encode()) % (buckets - 1)
+    return ids, ids > 0
+
+
+class AttentionPool(nn.Module):
+    """Learned queries cross-attend to a token set: [B, L, C] (+ valid mask) -> [B, Q, C]."""
+
+    def __init__(self, dim: int, queries: int, heads: int = 4):
+        super().__init__()
+        self.q = nn.Parameter(torch.randn(queries, dim) * dim ** -0.5)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x, valid: Optional[torch.Tensor] = None):
+        q = self.q.unsqueeze(0).expand(x.shape[0], -1, -1)
+        pad = None
+        if valid is not None:
+            valid = valid.clone()
+            valid[:, 0] |= ~valid.any(1)          # an empty instruction still has one key to attend to
+            pad = ~valid
+        out, _ = self.attn(q, x, x, key_padding_mask=pad, need_weights=False)
+        return self.norm(out + q)
+
+
+class HashedTextEncoder(nn.Module):
+    """Instructions -> [B, text_tokens, dim], trained from scratch with the model."""
+
+    def __init__(self, cfg: UnderstandingConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_buckets, cfg.dim)
+        self.pos = nn.Parameter(torch.zeros(cfg.max_words, cfg.dim))
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.text_heads, 2 * cfg.dim, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.text_layers, enable_nested_tensor=False)
+        self.pool = AttentionPool(cfg.dim, cfg.text_tokens, cfg.text_heads)
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        ids, valid = hash_tokenize(texts, self.cfg.vocab_buckets, self.cfg.max_words)
+        ids, valid = ids.to(self.pos.device), valid.to(self.pos.device)
+        h = self.embed(ids) + self.pos
+        h = self.encoder(h, src_key_padding_mask=~(valid | ~valid.any(1, keepdim=True)))
+        return self.pool(h, valid)
+
+
+class QwenTextEncoder(nn.Module):
+    """A Qwen-family language model from a local directory (frozen) + a trained projection and pool.
+
+    Loads with `transformers` and local_files_only=True: give it a directory holding config.json,
+    the weights and the tokenizer files (e.g. a downloaded Qwen2.5 or Qwen3 checkpoint)."""
+
+    def __init__(self, cfg: UnderstandingConfig):
+        super().__init__()
+        path = cfg.qwen_path
+        if not path or not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
+            raise FileNotFoundError(
+                f"Qwen model directory {path!r} not found (it must hold config.json, weights and tokenizer "
+                "files). Download a Qwen checkpoint to a local folder and pass its path; nothing is fetched "
+                "at run time. Or leave qwen_path unset to use the built-in text encoder.")
+        from transformers import AutoModel, AutoTokenizer
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.lm = AutoModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
+        hidden = self.lm.config.hidden_size
+        self.proj = nn.Linear(hidden, cfg.dim)
+        self.pool = AttentionPool(cfg.dim, cfg.text_tokens, cfg.text_heads)
+        self.max_words = cfg.max_words
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                               max_length=4 * self.max_words).to(self.proj.weight.device)
+        with torch.no_grad():
+            h = self.lm(**batch).last_hidden_state
+        return self.pool(self.proj(h.to(self.proj.weight.dtype)), batch["attention_mask"].bool())
+
+
+class ImageEncoder(nn.Module):
+    """Current camera frame [B, 3, H, W] in [0, 1] -> [B, image_tokens, dim]."""
+
+    def __init__(self, cfg: UnderstandingConfig):
+        super().__init__()
+        c = cfg.image_channels
+        self.net = nn.Sequential(
+            nn.Conv2d(3, c, 5, stride=2, padding=2), nn.SiLU(),
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(2 * c, cfg.dim, 3, stride=2, padding=1))
+        self.pool = AttentionPool(cfg.dim, cfg.image_tokens, cfg.text_heads)
+
+    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
+        if image_bchw.dim() != 4 or image_bchw.shape[1] != 3:
+            raise ValueError(f"image must be [B, 3, H, W], got {tuple(image_bchw.shape)}")
+        if not image_bchw.is_floating_point():
+            raise TypeError(f"image must be floating point in [0, 1], got {image_bchw.dtype}")
+        h = self.net(image_bchw * 2 - 1)                       # [B, C, h, w]
+        return self.pool(h.flatten(2).transpose(1, 2))
+
+
+class UnderstandingEncoder(nn.Module):
+    """(instructions, current frame) -> conditioning tokens [B, text_tokens + image_tokens, dim]."""
+
+    def __init__(self, cfg: UnderstandingConfig = UnderstandingConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.text = QwenTextEncoder(cfg) if cfg.qwen_path else HashedTextEncoder(cfg)
+        self.image = ImageEncoder(cfg)
+        self.null_text = nn.Parameter(torch.zeros(cfg.text_tokens, cfg.dim))
+        self.type_embed = nn.Parameter(torch.zeros(2, cfg.dim))
+
+    def encode_text(self, texts: Sequence[str], drop_text: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """[B, text_tokens, dim]; rows where drop_text [B] is True get the learned null (CFG)."""
+        t = self.text(texts)
+        if drop_text is not None:
+            t = torch.where(drop_text.view(-1, 1, 1).to(t.device), self.null_text.to(t.dtype), t)
+        return t + self.type_embed[0]
+
+    def encode_image(self, image_bchw: torch.Tensor) -> torch.Tensor:
+        return self.image(image_bchw) + self.type_embed[1]
+
+    def forward(self, texts: Sequence[str], image_bchw: torch.Tensor,
+                drop_text: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if len(texts) != image_bchw.shape[0]:
+            raise ValueError(f"{len(texts)} instructions for a batch of {image_bchw.shape[0]} images")
+        return torch.cat([self.encode_text(texts, drop_text), self.encode_image(image_bchw)], dim=1)
