@@ -24,7 +24,9 @@ import torch.nn.functional as F
 class VideoVAEConfig:
     """in_channels: 3 (RGB). latent_channels: C_lat. base_channels: width of the first stage; it
     doubles at each 2x downsampling up to max_channels. spatial_down: 8 or 16. time_down: frames per
-    latent after the first (4). kl_weight: weight of KL(q(z|x) || N(0, I)) in the training loss."""
+    latent after the first (4). kl_weight: weight of KL(q(z|x) || N(0, I)) in the training loss.
+    l1_weight: weight of an L1 term beside the MSE (L1 pulls towards the per-pixel median, which on
+    mostly-background frames is the background: it slows the learning of small objects)."""
     in_channels: int = 3
     latent_channels: int = 16
     base_channels: int = 32
@@ -33,6 +35,7 @@ class VideoVAEConfig:
     time_down: int = 4
     temporal_kernel: int = 3
     kl_weight: float = 1e-6
+    l1_weight: float = 0.0
 
     def __post_init__(self):
         if self.spatial_down not in (8, 16):
@@ -56,6 +59,18 @@ class ResBlock2d(nn.Module):
     def forward(self, x):
         h = self.c1(F.silu(self.n1(x)))
         return self.skip(x) + self.c2(F.silu(self.n2(h)))
+
+
+class PixelNorm(nn.Module):
+    """LayerNorm over channels at each pixel. GroupNorm in front of an output conv (with no skip
+    around it) would subtract each image's spatial mean: a flat background colour would be lost."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(c, eps=1e-6)
+
+    def forward(self, x):                    # [B, C, H, W]
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
 class CausalTemporalConv(nn.Module):
@@ -110,7 +125,7 @@ class VideoVAE(nn.Module):
         self.enc_t = CausalTemporalConv(C, cfg.temporal_kernel)
         self.enc_pack = nn.Conv2d(k * C, C, 1)                 # 4 frames -> 1 latent
         self.enc_first = nn.Conv2d(C, C, 1)                    # frame 0 alone
-        self.enc_out = nn.Sequential(nn.GroupNorm(8, C), nn.SiLU(), nn.Conv2d(C, 2 * cfg.latent_channels, 3, padding=1))
+        self.enc_out = nn.Sequential(PixelNorm(C), nn.SiLU(), nn.Conv2d(C, 2 * cfg.latent_channels, 3, padding=1))
         with torch.no_grad():  # start with a small posterior std: unit noise would drown the latents
             self.enc_out[-1].bias[cfg.latent_channels:].fill_(-8.0)
         self.dec_in = nn.Conv2d(cfg.latent_channels, C, 3, padding=1)
@@ -122,7 +137,7 @@ class VideoVAE(nn.Module):
             if i > 0:
                 dec += [nn.Upsample(scale_factor=2, mode="nearest")]
             dec += [nn.Conv2d(a, b, 3, padding=1), ResBlock2d(b, b)]
-        dec += [nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 4 * cfg.in_channels, 3, padding=1),
+        dec += [PixelNorm(ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 4 * cfg.in_channels, 3, padding=1),
                 nn.PixelShuffle(2)]
         self.dec2d = nn.Sequential(*dec)
 
@@ -204,12 +219,12 @@ class VideoVAE(nn.Module):
         return self.decode(z), mu, logvar
 
     def loss(self, frames_btchw: torch.Tensor, generator: Optional[torch.Generator] = None):
-        """L1 + MSE reconstruction + kl_weight * KL. Returns (loss, dict of parts)."""
+        """MSE (+ l1_weight * L1) reconstruction + kl_weight * KL. Returns (loss, dict of parts)."""
         rec, mu, logvar = self(frames_btchw, generator)
         l1 = (rec - frames_btchw).abs().mean()
         mse = (rec - frames_btchw).pow(2).mean()
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
-        loss = l1 + mse + self.cfg.kl_weight * kl
+        loss = self.cfg.l1_weight * l1 + mse + self.cfg.kl_weight * kl
         return loss, {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
 
 
