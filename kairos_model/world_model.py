@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from kairos_model import flow
 from kairos_model.memory.attention import FrameAttention
 from kairos_model.memory.gated_deltanet import GatedDeltaNet
-from kairos_model.memory.hybrid import HybridMemoryConfig, HybridState, SwiGLU
+from kairos_model.memory.hybrid import HybridMemoryConfig, HybridState, SwiGLU, init_mixer_state
 from kairos_model.understanding import UnderstandingConfig
 from kairos_model.vae import VAE_PRESETS, VideoVAEConfig
 
@@ -354,13 +354,8 @@ class KairosWorldModel(nn.Module):
             raise TypeError(f"{name} must be floating point, got {x.dtype}")
 
     def init_state(self, batch: int, device=None, dtype=None) -> HybridState:
-        layers = []
-        for b in self.blocks:
-            if b.entry == "gdn":
-                layers.append(b.temporal.init_state(batch, device, dtype))
-            else:
-                layers.append(b.temporal.init_state(batch, self.cfg.obs_tokens, device, dtype))
-        return HybridState(layers)
+        return HybridState([init_mixer_state(b.temporal, batch, self.cfg.obs_tokens, device, dtype)
+                            for b in self.blocks])
 
     # -- context ---------------------------------------------------------------------------------
     def encode_context(self, obs_latents, proprio, und_tokens, state: Optional[HybridState] = None

@@ -107,6 +107,13 @@ class HybridState:
                    for s in self.layers)
 
 
+def init_mixer_state(mixer: nn.Module, batch: int, tokens_per_frame: int, device=None, dtype=None) -> LayerState:
+    """The empty streaming state of one temporal mixer (GDN matrix or attention KV cache)."""
+    if isinstance(mixer, GatedDeltaNet):
+        return mixer.init_state(batch, device, dtype)
+    return mixer.init_state(batch, tokens_per_frame, device, dtype)
+
+
 class SwiGLU(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -150,13 +157,7 @@ class HybridMemory(nn.Module):
         self.norm = nn.RMSNorm(cfg.dim)
 
     def init_state(self, batch: int, tokens_per_frame: int, device=None, dtype=None) -> HybridState:
-        layers = []
-        for b in self.blocks:
-            if b.entry == "gdn":
-                layers.append(b.mixer.init_state(batch, device, dtype))
-            else:
-                layers.append(b.mixer.init_state(batch, tokens_per_frame, device, dtype))
-        return HybridState(layers)
+        return HybridState([init_mixer_state(b.mixer, batch, tokens_per_frame, device, dtype) for b in self.blocks])
 
     def forward(self, x: torch.Tensor, state: Optional[HybridState] = None
                 ) -> Tuple[torch.Tensor, Optional[HybridState]]:
