@@ -1,0 +1,141 @@
+"""The robot-facing runtime: `reset()`, `step(observation) -> ActionPrediction`. Knows nothing of ROS
+and nothing of training.
+
+One control step:
+1. the camera frame is encoded alone by the VAE (its first-frame path): one latent per control
+   step, so the memory advances once per camera frame;
+2. the understanding tokens (instruction + frame) and the normalised joint state join it, and the
+   world model's context pass updates the streaming memory (once);
+3. `sampler_steps` Euler steps sample the action chunk and the future latents together, reusing
+   that context;
+4. actions are de-normalised into the model's joint order; future latents are decoded on request.
+
+Timings of each stage are returned with the prediction (the act node reports them; bench/ reads them).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from kairos_model.memory.hybrid import HybridState
+from kairos_model.understanding import UnderstandingEncoder
+from kairos_model.vae import VideoVAE
+from kairos_model.world_model import KairosWorldModel
+
+
+@dataclass
+class Normalizer:
+    """Affine normalisation of joint vectors: model value = (x - mean) / std. Identity by default;
+    training stores the dataset's statistics with the checkpoint."""
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    @classmethod
+    def identity(cls, dim: int) -> "Normalizer":
+        return cls([0.0] * dim, [1.0] * dim)
+
+    def __post_init__(self):
+        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise ValueError("normalizer needs mean and std of the same length, std > 0")
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
+
+    def denormalize(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, np.float64) * np.asarray(self.std) + np.asarray(self.mean)
+
+
+@dataclass
+class Observation:
+    """image_hwc: uint8 [H, W, 3] RGB at the model's resolution. joints: [J] positions in the model's
+    joint order. instruction: the task text."""
+    image_hwc: np.ndarray
+    joints: np.ndarray
+    instruction: str
+
+
+@dataclass
+class ActionPrediction:
+    """actions: [H, A] target joint positions (model joint order, robot units). future_latents:
+    [F, C, h, w]. step: control steps since reset. timings_ms: per stage."""
+    actions: np.ndarray
+    future_latents: torch.Tensor
+    step: int
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+
+
+class TorchEngine:
+    """Eager PyTorch backend of the streaming control step."""
+
+    backend = "torch"
+
+    def __init__(self, model: KairosWorldModel, vae: VideoVAE, und: UnderstandingEncoder,
+                 sampler_steps: int = 4, cfg_scale: float = 1.0, proprio: Optional[Normalizer] = None,
+                 actions: Optional[Normalizer] = None, seed: int = 0, device: str = "cpu"):
+        self.model, self.vae, self.und = model.eval().to(device), vae.eval().to(device), und.eval().to(device)
+        self.cfg = model.cfg
+        self.sampler_steps, self.cfg_scale, self.device = sampler_steps, cfg_scale, device
+        self.proprio = proprio or Normalizer.identity(self.cfg.proprio_dim)
+        self.actions = actions or Normalizer.identity(self.cfg.action_dim)
+        self.seed = seed
+        s = vae.cfg.spatial_down
+        self.image_size = (self.cfg.latent_hw[0] * s, self.cfg.latent_hw[1] * s)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the episode: empty memory, step counter 0, noise generator re-seeded."""
+        self.state: HybridState = self.model.init_state(1, device=self.device)
+        self.steps = 0
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self._instruction = None
+        self._text_tokens = None
+
+    def state_bytes(self) -> int:
+        return self.state.nbytes()
+
+    def _check(self, obs: Observation):
+        img = obs.image_hwc
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.shape != (*self.image_size, 3):
+            got = (getattr(img, "shape", None), getattr(img, "dtype", type(img).__name__))
+            raise ValueError(f"image must be uint8 [{self.image_size[0]}, {self.image_size[1]}, 3], got {got}")
+        j = np.asarray(obs.joints, dtype=np.float64)
+        if j.shape != (self.cfg.proprio_dim,):
+            raise ValueError(f"joints must be [{self.cfg.proprio_dim}], got {j.shape}")
+        if not np.isfinite(j).all():
+            raise ValueError(f"joints contain non-finite values: {j.tolist()}")
+        return j
+
+    @torch.no_grad()
+    def step(self, obs: Observation, decode_future: bool = False) -> ActionPrediction:
+        joints = self._check(obs)
+        t = {}
+        t0 = time.perf_counter()
+        img = torch.from_numpy(obs.image_hwc).to(self.device).permute(2, 0, 1).float().div_(255).unsqueeze(0)
+        t["image"] = time.perf_counter()
+        z, _ = self.vae.encode(img.unsqueeze(1))                                      # [1, 1, C, h, w]
+        t["vae_encode"] = time.perf_counter()
+        if obs.instruction != self._instruction:        # the text part only changes with the task
+            self._text_tokens = self.und.encode_text([obs.instruction])
+            self._instruction = obs.instruction
+        und = torch.cat([self._text_tokens, self.und.encode_image(img)], 1).unsqueeze(1)
+        proprio = torch.from_numpy(self.proprio.normalize(joints)).float().to(self.device).view(1, 1, -1)
+        ctx, self.state = self.model.encode_context(z, proprio, und, self.state)
+        t["memory_update"] = time.perf_counter()
+        fut, act = self.model.sample(ctx, torch.tensor([0]), steps=self.sampler_steps, cfg_scale=self.cfg_scale,
+                                     generator=self.generator)
+        t["sampler"] = time.perf_counter()
+        actions = self.actions.denormalize(act[0, 0].double().cpu().numpy())
+        t["postprocess"] = time.perf_counter()
+        if decode_future:
+            fut = self.vae.decode(fut[0, 0].unsqueeze(1)).squeeze(1)                    # F single frames
+            t["future_decode"] = time.perf_counter()
+        else:
+            fut = fut[0, 0]
+        self.steps += 1
+        stamps = [t0] + list(t.values())
+        timings = {k: 1e3 * (b - a) for k, a, b in zip(t, stamps[:-1], stamps[1:])}
+        return ActionPrediction(actions=actions, future_latents=fut, step=self.steps, timings_ms=timings)

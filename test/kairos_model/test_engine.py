@@ -1,0 +1,53 @@
+"""The robot-facing engine: one memory update per step, action chunks in the robot's units, a
+fixed-size state, reset, and clear errors for bad observations."""
+import numpy as np
+import pytest
+import torch
+
+from kairos_model.checkpoint import build_parts
+from kairos_model.engine import Normalizer, Observation, TorchEngine
+from kairos_model.world_model import WorldModelConfig
+
+
+@pytest.fixture(scope="module")
+def engine():
+    torch.manual_seed(0)
+    cfg = WorldModelConfig.preset("tiny")
+    p = build_parts(cfg)
+    return TorchEngine(p["world_model"], p["vae"], p["understanding"], sampler_steps=2,
+                       actions=Normalizer([1.0] * 7, [0.5] * 7))
+
+
+def obs(seed=0):
+    rng = np.random.default_rng(seed)
+    return Observation(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), rng.normal(size=7), "press the button")
+
+
+def test_steps_give_chunks_and_keep_the_state_size(engine):
+    engine.reset()
+    sizes = set()
+    for i in range(5):
+        pred = engine.step(obs(i), decode_future=(i == 4))
+        sizes.add(engine.state_bytes())
+        assert pred.actions.shape == (8, 7) and np.isfinite(pred.actions).all() and pred.step == i + 1
+    assert len(sizes) == 1
+    assert pred.future_latents.shape == (2, 3, 64, 64)          # decoded on request
+    assert {"vae_encode", "memory_update", "sampler", "future_decode"} <= set(pred.timings_ms)
+
+
+def test_reset_makes_the_episode_repeatable(engine):
+    engine.reset()
+    a = [engine.step(obs(i)).actions for i in range(3)]
+    engine.reset()
+    b = [engine.step(obs(i)).actions for i in range(3)]
+    assert all(np.allclose(x, y) for x, y in zip(a, b))
+
+
+def test_bad_observations_are_refused(engine):
+    good = obs()
+    with pytest.raises(ValueError, match=r"uint8 \[64, 64, 3\]"):
+        engine.step(Observation(good.image_hwc[:32], good.joints, "x"))
+    with pytest.raises(ValueError, match=r"joints must be \[7\]"):
+        engine.step(Observation(good.image_hwc, good.joints[:3], "x"))
+    with pytest.raises(ValueError, match="non-finite"):
+        engine.step(Observation(good.image_hwc, np.full(7, np.nan), "x"))
