@@ -1,0 +1,180 @@
+"""The act node's behaviour, without ROS: latest inputs in, one decision per control tick out.
+
+Every tick the core either commands a trajectory (the strategy's commands for the coming ticks, in
+the robot's joint order, clamped by the joint limits) or holds (the current position) and says why.
+It holds when the camera or joint stream is stale, a joint is missing, a value is NaN/Inf, the image
+was unusable, or the backend failed; it resumes on its own when the inputs are good again. Each
+cause is reported once until it clears (the node logs it and puts it in diagnostics).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from kairos_model.engine import Observation
+from kairos_ros.core.chunking import ExecuteThenReplan, TemporalEnsemble
+from kairos_ros.core.image import ImageError, resize_rgb
+from kairos_ros.core.safety import JointLimits, check_joint_state, reorder
+
+
+@dataclass
+class ActConfig:
+    """joint_names: the robot's joints, in the order commands are sent. model_joint_names: the
+    order of the model's action/proprio vector (empty: same as joint_names). control_rate_hz: ticks
+    per second; step_duration: seconds between chunk steps (one tick). strategy:
+    'execute_then_replan' or 'temporal_ensemble'. image_max_age_s / joints_max_age_s: staleness
+    limits. lower / upper / max_velocity: joint limits in the robot's order. instruction: the
+    initial task."""
+    joint_names: List[str]
+    lower: List[float]
+    upper: List[float]
+    max_velocity: List[float]
+    model_joint_names: List[str] = field(default_factory=list)
+    control_rate_hz: float = 10.0
+    strategy: str = "execute_then_replan"
+    execution_horizon: int = 4
+    ensemble_decay: float = 0.01
+    image_max_age_s: float = 0.5
+    joints_max_age_s: float = 0.5
+    instruction: str = ""
+
+    def __post_init__(self):
+        if self.strategy not in ("execute_then_replan", "temporal_ensemble"):
+            raise ValueError(f"strategy must be 'execute_then_replan' or 'temporal_ensemble', got {self.strategy!r}")
+        if not self.model_joint_names:
+            self.model_joint_names = list(self.joint_names)
+        if sorted(self.model_joint_names) != sorted(self.joint_names):
+            raise ValueError(f"model joints {self.model_joint_names} and robot joints {self.joint_names} differ")
+        if self.control_rate_hz <= 0:
+            raise ValueError("control_rate_hz must be > 0")
+
+    @property
+    def step_duration(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+
+@dataclass
+class TickResult:
+    """kind: 'trajectory', 'hold' or 'idle' (nothing known yet: no command). positions: [K, J] in the
+    robot's joint order (K = 1 for a hold). reason: why it holds. new_faults: causes seen for the
+    first time (to log once). prediction: the engine output when this tick ran inference."""
+    kind: str
+    positions: Optional[np.ndarray] = None
+    reason: str = ""
+    new_faults: List[str] = field(default_factory=list)
+    prediction: object = None
+    tick: int = 0
+
+
+class ActCore:
+    def __init__(self, cfg: ActConfig, engine):
+        self.cfg, self.engine = cfg, engine
+        self.limits = JointLimits(cfg.joint_names, cfg.lower, cfg.upper, cfg.max_velocity)
+        self.strategy = (ExecuteThenReplan(cfg.execution_horizon) if cfg.strategy == "execute_then_replan"
+                         else TemporalEnsemble(cfg.ensemble_decay))
+        self.instruction = cfg.instruction
+        self.image = None
+        self.image_stamp = -math.inf
+        self.image_error: Optional[str] = None
+        self.joints = None
+        self.joints_stamp = -math.inf
+        self.tick_index = 0
+        self.active_faults: set = set()
+
+    # -- inputs (called from subscriber callbacks: cheap) -----------------------------------------
+    def set_image(self, rgb_hwc: Optional[np.ndarray], stamp: float, error: Optional[str] = None) -> None:
+        if error is not None:
+            self.image_error = error
+            return
+        try:
+            size = self.engine.image_size
+            if size[0] != size[1]:
+                raise ImageError(f"model input {size} is not square")
+            self.image = resize_rgb(rgb_hwc, size[0])
+            self.image_stamp = stamp
+            self.image_error = None
+        except ImageError as e:
+            self.image_error = str(e)
+
+    def set_joints(self, names: Sequence[str], positions: Sequence[float], stamp: float) -> None:
+        self.joints = (list(names), [float(p) for p in positions])
+        self.joints_stamp = stamp
+
+    def set_instruction(self, text: str) -> None:
+        self.instruction = text
+
+    def reset(self) -> None:
+        self.engine.reset()
+        self.strategy.reset()
+        self.tick_index = 0
+
+    # -- one control tick -------------------------------------------------------------------------
+    def _fault(self, now: float) -> Optional[str]:
+        if self.joints is None:
+            return "no joint state received yet"
+        names, pos = self.joints
+        why = check_joint_state(self.cfg.joint_names, names, pos, self.cfg.joints_max_age_s, now - self.joints_stamp)
+        if why:
+            return why
+        if self.image_error:
+            return f"camera: {self.image_error}"
+        if self.image is None:
+            return "no camera image received yet"
+        if now - self.image_stamp > self.cfg.image_max_age_s:
+            return f"camera image is {now - self.image_stamp:.3f} s old (max {self.cfg.image_max_age_s} s)"
+        if not self.instruction:
+            return "no instruction set"
+        return None
+
+    def current_position(self) -> Optional[np.ndarray]:
+        if self.joints is None:
+            return None
+        names, pos = self.joints
+        try:
+            cur = reorder(names, pos, self.cfg.joint_names)
+        except KeyError:
+            return None
+        return cur if np.isfinite(cur).all() else None
+
+    def _hold(self, reason: str) -> TickResult:
+        new = [] if reason in self.active_faults else [reason]
+        self.active_faults = {reason}
+        cur = self.current_position()
+        if cur is None:
+            return TickResult("idle", None, reason, new, tick=self.tick_index)
+        return TickResult("hold", np.clip(cur, self.cfg.lower, self.cfg.upper)[None], reason, new,
+                          tick=self.tick_index)
+
+    def tick(self, now: float) -> TickResult:
+        """Decide this tick's command. Runs inference when the strategy wants a new chunk."""
+        fault = self._fault(now)
+        if fault:
+            return self._hold(fault)
+        cur = self.current_position()
+        pred = None
+        if self.strategy.needs_chunk(self.tick_index):
+            names, pos = self.joints
+            obs = Observation(self.image, reorder(names, pos, self.cfg.model_joint_names), self.instruction)
+            try:
+                pred = self.engine.step(obs)
+            except Exception as e:           # a backend failure must not take the robot down
+                return self._hold(f"backend error: {type(e).__name__}: {e}")
+            chunk = pred.actions[:, [self.cfg.model_joint_names.index(n) for n in self.cfg.joint_names]]
+            if not np.isfinite(chunk).all():
+                return self._hold("backend produced non-finite actions")
+            self.strategy.add(chunk, start_tick=self.tick_index)
+        cmds = []
+        t = self.tick_index
+        while (c := self.strategy.command(t)) is not None and len(cmds) < 256:
+            cmds.append(c)
+            t += 1
+        if not cmds:
+            return self._hold("no chunk covers this tick")
+        self.active_faults = set()
+        traj = self.limits.clamp_chunk(np.stack(cmds), cur, self.cfg.step_duration)
+        result = TickResult("trajectory", traj, "", [], pred, tick=self.tick_index)
+        self.tick_index += 1
+        return result

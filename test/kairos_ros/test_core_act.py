@@ -1,0 +1,98 @@
+"""ActCore: commands within limits in the robot's joint order; every bad input leads to a hold
+with its reason, reported once, and control resumes when inputs are good again."""
+import numpy as np
+import pytest
+import torch
+
+from kairos_model.checkpoint import build_parts
+from kairos_model.engine import TorchEngine
+from kairos_model.world_model import WorldModelConfig
+from kairos_ros.core.act_core import ActConfig, ActCore
+
+ROBOT = ["j7", "j1", "j2", "j3", "j4", "j5", "j6"]           # the robot's order differs from the model's
+MODEL = ["j1", "j2", "j3", "j4", "j5", "j6", "j7"]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    torch.manual_seed(0)
+    p = build_parts(WorldModelConfig.preset("tiny"))
+    return TorchEngine(p["world_model"], p["vae"], p["understanding"], sampler_steps=2)
+
+
+def core(engine, **kw):
+    cfg = ActConfig(joint_names=ROBOT, model_joint_names=MODEL, lower=[-0.5] * 7, upper=[0.5] * 7,
+                    max_velocity=[1.0] * 7, instruction="press the button", **kw)
+    c = ActCore(cfg, engine)
+    c.reset()
+    return c
+
+
+def feed(c, now, joints=None, names=MODEL, image=None):
+    c.set_image(image if image is not None else np.full((96, 128, 3), 100, np.uint8), now)
+    c.set_joints(names, joints if joints is not None else [0.1] * 7, now)
+
+
+def test_good_inputs_give_a_clamped_trajectory_in_robot_order(engine):
+    c = core(engine)
+    feed(c, 0.0)
+    r = c.tick(0.01)
+    assert r.kind == "trajectory" and r.prediction is not None
+    assert r.positions.shape == (8, 7)                 # the rest of the chunk: the controller never starves
+    assert (np.abs(r.positions) <= 0.5 + 1e-12).all()
+    assert (np.abs(np.diff(np.vstack([np.full(7, 0.1), r.positions]), axis=0)) <= 0.1 + 1e-9).all()
+    r2 = c.tick(0.02)
+    assert r2.kind == "trajectory" and r2.prediction is None and len(r2.positions) == 7   # same chunk
+
+
+@pytest.mark.parametrize("bad,reason", [
+    (dict(joints=[0.1] * 6 + [float("nan")]), "non-finite"),
+    (dict(names=MODEL[:-1] + ["elbow"]), "lacks joints ['j7']"),
+    (dict(image=np.zeros((4, 4), np.uint8)), "camera"),
+])
+def test_bad_input_holds_once_per_cause_then_recovers(engine, bad, reason):
+    c = core(engine)
+    if "image" in bad:
+        c.set_joints(MODEL, [0.1] * 7, 0.0)
+        c.set_image(None, 0.0, error="camera image is 'bgr16', expected one of rgb8, bgr8, rgba8, bgra8, mono8")
+    else:
+        feed(c, 0.0, **bad)
+    r = c.tick(0.01)
+    assert r.kind in ("hold", "idle") and reason in r.reason and r.new_faults == [r.reason]
+    assert c.tick(0.02).new_faults == []                                 # logged once
+    feed(c, 0.03)
+    assert c.tick(0.04).kind == "trajectory"
+
+
+def test_stale_streams_hold_at_the_current_position(engine):
+    c = core(engine)
+    feed(c, 0.0, joints=[0.2] * 7)
+    c.set_joints(MODEL, [0.2] * 7, 10.0)
+    r = c.tick(10.0)
+    assert r.kind == "hold" and "camera image is 10.000 s old" in r.reason
+    assert np.allclose(r.positions, 0.2)
+    assert "joint state is" in c.tick(20.0).reason
+
+
+def test_backend_errors_hold_instead_of_crashing(engine):
+    class Failing:
+        image_size = engine.image_size
+
+        def reset(self):
+            pass
+
+        def step(self, obs):
+            raise RuntimeError("CUDA error: device lost")
+
+    c = ActCore(ActConfig(joint_names=MODEL, lower=[-1] * 7, upper=[1] * 7, max_velocity=[1] * 7,
+                          instruction="x"), Failing())
+    feed(c, 0.0)
+    r = c.tick(0.0)
+    assert r.kind == "hold" and "backend error: RuntimeError: CUDA error" in r.reason
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="strategy must be"):
+        ActConfig(joint_names=["a"], lower=[0], upper=[1], max_velocity=[1], strategy="rtc2")
+    with pytest.raises(ValueError, match="differ"):
+        ActConfig(joint_names=["a"], model_joint_names=["b"], lower=[0], upper=[1], max_velocity=[1])
