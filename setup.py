@@ -28,6 +28,7 @@ setup(
     entry_points={
         "console_scripts": [
             "kairos = training.cli:main",
+            "act_node = kairos_ros.act_node:main",
         ],
     },
 )

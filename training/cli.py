@@ -5,6 +5,7 @@
     kairos model-info PRESET            parameters per module, tokens per frame, state size
     kairos train-vae [ARGS]             train the video VAE on synthetic physics video
     kairos generate --checkpoint ...    image + prompt -> video, streamed chunk by chunk
+    kairos act --config config/act.yaml the act node in one process (configure + activate + spin)
 """
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from pathlib import Path
 
 BENCHES = {"memory": "memory_scaling.py"}
 EXPERIMENTS = {"recall": "training.experiments.recall"}
-COMMANDS = {"model-info": "training.model_info", "train-vae": "training.train_vae",
-            "generate": "training.generate_cli"}
+COMMANDS = {  # name: (module with main(argv), one-line help)
+    "model-info": ("training.model_info", "parameters per module, tokens per frame, state size"),
+    "train-vae": ("training.train_vae", "train the video VAE on synthetic physics video"),
+    "generate": ("training.generate_cli", "image + prompt -> video, streamed chunk by chunk"),
+    "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
+}
 
 
 def _bench(name: str, rest) -> int:
@@ -38,14 +43,13 @@ def main(argv=None) -> int:
     b.add_argument("name", choices=sorted(BENCHES))
     e = sub.add_parser("experiment", help="run an experiment", add_help=False)
     e.add_argument("name", choices=sorted(EXPERIMENTS))
-    for name, mod in COMMANDS.items():
-        sub.add_parser(name, help=(__import__("importlib").import_module(mod).__doc__ or "").splitlines()[0],
-                       add_help=False)
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
     args, rest = ap.parse_known_args(argv)
     if args.cmd in COMMANDS:
         import importlib
-        importlib.import_module(COMMANDS[args.cmd]).main(rest)
-        return 0
+        rc = importlib.import_module(COMMANDS[args.cmd][0]).main(rest)
+        return rc if isinstance(rc, int) else 0
     if args.cmd == "bench":
         return _bench(args.name, rest)
     if args.cmd == "experiment":

@@ -83,6 +83,7 @@ class ActCore:
         self.joints_stamp = -math.inf
         self.tick_index = 0
         self.active_faults: set = set()
+        self.last_good_position: Optional[np.ndarray] = None
 
     # -- inputs (called from subscriber callbacks: cheap) -----------------------------------------
     def set_image(self, rgb_hwc: Optional[np.ndarray], stamp: float, error: Optional[str] = None) -> None:
@@ -130,14 +131,17 @@ class ActCore:
         return None
 
     def current_position(self) -> Optional[np.ndarray]:
-        if self.joints is None:
-            return None
-        names, pos = self.joints
-        try:
-            cur = reorder(names, pos, self.cfg.joint_names)
-        except KeyError:
-            return None
-        return cur if np.isfinite(cur).all() else None
+        """The newest complete, finite joint position (robot order); with a bad joint state, the last
+        good one: a hold keeps the arm where it last was known to be."""
+        if self.joints is not None:
+            names, pos = self.joints
+            try:
+                cur = reorder(names, pos, self.cfg.joint_names)
+            except KeyError:
+                cur = None
+            if cur is not None and np.isfinite(cur).all():
+                self.last_good_position = cur
+        return self.last_good_position
 
     def _hold(self, reason: str) -> TickResult:
         new = [] if reason in self.active_faults else [reason]

@@ -1,0 +1,287 @@
+"""The act node: a managed (lifecycle) ROS 2 node, a thin adapter over kairos_ros.core.ActCore.
+
+configure: declare/read parameters, load the model (checkpoint, or an untrained preset with a loud
+warning), create publishers, subscriptions and services. activate: start the control timer.
+deactivate: publish a hold, stop commanding. cleanup: free the model.
+
+The control timer only hands the tick to a worker thread; inference never runs on the executor
+thread, so subscriptions keep flowing while the model thinks. A tick that finds the worker still
+busy is a deadline miss.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from typing import List, Optional
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from kairos_msgs.msg import ActionChunk
+from kairos_msgs.srv import ResetMemory, SetInstruction
+from kairos_ros.core.act_core import ActConfig, ActCore
+from kairos_ros.core.image import ImageError, image_to_rgb
+
+PARAMETERS = {
+    # name: (default, description)
+    "checkpoint": ("", "checkpoint directory (config.json + safetensors); empty: untrained preset"),
+    "preset": ("tiny", "world model preset used when no checkpoint is given"),
+    "joint_names": (["joint1"], "the robot's joints, in command order"),
+    "model_joint_names": ([""], "the model's joint order (empty: same as joint_names)"),
+    "lower": ([-3.14], "lower position limit per joint (robot order)"),
+    "upper": ([3.14], "upper position limit per joint (robot order)"),
+    "max_velocity": ([1.0], "largest joint speed per joint, units/s"),
+    "control_rate_hz": (10.0, "control ticks per second; one chunk step per tick"),
+    "strategy": ("execute_then_replan", "execute_then_replan | temporal_ensemble"),
+    "execution_horizon": (4, "chunk steps executed before replanning (execute_then_replan)"),
+    "ensemble_decay": (0.01, "weight decay per tick of age (temporal_ensemble)"),
+    "image_max_age_s": (0.5, "hold if the newest camera image is older than this"),
+    "joints_max_age_s": (0.5, "hold if the newest joint state is older than this"),
+    "instruction": ("", "initial task instruction"),
+    "sampler_steps": (4, "flow-matching steps per control step"),
+    "cfg_scale": (1.0, "classifier-free guidance on the instruction (1: off)"),
+    "output": ("joint_trajectory", "joint_trajectory | float64_multi_array (ros2_control forward controller)"),
+    "camera_topic": ("camera/image_raw", "sensor_msgs/Image input"),
+    "joint_states_topic": ("joint_states", "sensor_msgs/JointState input"),
+    "instruction_topic": ("instruction", "std_msgs/String input"),
+    "trajectory_topic": ("joint_trajectory_controller/joint_trajectory", "trajectory_msgs/JointTrajectory output"),
+    "forward_topic": ("forward_position_controller/commands", "std_msgs/Float64MultiArray output"),
+    "diagnostics_period_s": (1.0, "diagnostics publishing period"),
+}
+
+
+def _stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class ActNode(LifecycleNode):
+    def __init__(self, name: str = "kairos_act", **kwargs):
+        super().__init__(name, **kwargs)
+        for k, (default, desc) in PARAMETERS.items():
+            self.declare_parameter(k, default, ParameterDescriptor(description=desc))
+        self.core: Optional[ActCore] = None
+        self.timer = None
+        self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kairos_infer")
+        self.busy = threading.Lock()
+        self.latencies: List[float] = []
+        self.deadline_misses = 0
+        self.artifact_id = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def p(self, name):
+        return self.get_parameter(name).value
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            cfg = ActConfig(joint_names=list(self.p("joint_names")),
+                            model_joint_names=[n for n in self.p("model_joint_names") if n],
+                            lower=list(self.p("lower")), upper=list(self.p("upper")),
+                            max_velocity=list(self.p("max_velocity")), control_rate_hz=self.p("control_rate_hz"),
+                            strategy=self.p("strategy"), execution_horizon=self.p("execution_horizon"),
+                            ensemble_decay=self.p("ensemble_decay"), image_max_age_s=self.p("image_max_age_s"),
+                            joints_max_age_s=self.p("joints_max_age_s"), instruction=self.p("instruction"))
+            engine = self._load_engine(len(cfg.joint_names))
+            self.core = ActCore(cfg, engine)
+        except Exception as e:
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        if self.p("output") not in ("joint_trajectory", "float64_multi_array"):
+            self.get_logger().error(f"output must be joint_trajectory or float64_multi_array, got {self.p('output')!r}")
+            return TransitionCallbackReturn.FAILURE
+        self.traj_pub = self.create_lifecycle_publisher(JointTrajectory, self.p("trajectory_topic"), 10)
+        self.fwd_pub = self.create_lifecycle_publisher(Float64MultiArray, self.p("forward_topic"), 10)
+        self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "~/action_chunk", 10)
+        self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.subs = [
+            self.create_subscription(Image, self.p("camera_topic"), self.on_image, qos_profile_sensor_data),
+            self.create_subscription(JointState, self.p("joint_states_topic"), self.on_joints, qos_profile_sensor_data),
+            self.create_subscription(String, self.p("instruction_topic"), lambda m: self.core.set_instruction(m.data), 10),
+        ]
+        self.srvs = [self.create_service(ResetMemory, "~/reset_memory", self.on_reset),
+                     self.create_service(SetInstruction, "~/set_instruction", self.on_set_instruction)]
+        self.get_logger().info(f"configured: backend {self.core.engine.backend}, joints {self.core.cfg.joint_names}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load_engine(self, n_joints: int):
+        from kairos_model.checkpoint import build_parts, load_checkpoint
+        from kairos_model.engine import TorchEngine
+        from kairos_model.world_model import WorldModelConfig
+        ckpt = self.p("checkpoint")
+        if ckpt:
+            cfg, parts = load_checkpoint(ckpt)
+            self.artifact_id = ckpt
+        else:
+            cfg = WorldModelConfig.preset(self.p("preset"), action_dim=n_joints, proprio_dim=n_joints)
+            parts = build_parts(cfg)
+            self.artifact_id = f"untrained:{self.p('preset')}"
+            self.get_logger().warning(f"no checkpoint given: running an UNTRAINED '{self.p('preset')}' model "
+                                      "(its commands are meaningless; limits still apply)")
+        if cfg.action_dim != n_joints:
+            raise ValueError(f"model acts on {cfg.action_dim} joints, the robot has {n_joints}")
+        return TorchEngine(parts["world_model"], parts["vae"], parts["understanding"],
+                           sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"))
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self.timer = self.create_timer(1.0 / self.core.cfg.control_rate_hz, self.on_timer)
+        self.diag_timer = self.create_timer(self.p("diagnostics_period_s"), self.publish_diagnostics)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self.stop_commanding()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.core = None
+        for s in self.subs:
+            self.destroy_subscription(s)
+        for s in self.srvs:
+            self.destroy_service(s)
+        for pub in (self.traj_pub, self.fwd_pub, self.chunk_pub, self.diag_pub):
+            self.destroy_lifecycle_publisher(pub)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        if self.core is not None and self.timer is not None:
+            self.stop_commanding()
+        self.worker.shutdown(wait=True)
+        return TransitionCallbackReturn.SUCCESS
+
+    def stop_commanding(self):
+        """Stop the timers, wait for a running tick, publish a final hold, log the latency summary."""
+        for t in (self.timer, getattr(self, "diag_timer", None)):
+            if t is not None:
+                self.destroy_timer(t)
+        self.timer = None
+        with self.busy:
+            cur = self.core.current_position() if self.core else None
+            if cur is not None:
+                self.publish_command(np.clip(cur, self.core.cfg.lower, self.core.cfg.upper)[None])
+        if self.latencies:
+            lat = np.asarray(self.latencies) * 1e3
+            self.get_logger().info(f"stopped: {len(lat)} ticks, latency p50 {np.percentile(lat, 50):.1f} ms, "
+                                   f"p99 {np.percentile(lat, 99):.1f} ms, deadline misses {self.deadline_misses}")
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def on_image(self, msg: Image):
+        if self.core is None:
+            return
+        try:
+            rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+            self.core.set_image(rgb, self.now_s())
+        except ImageError as e:
+            self.core.set_image(None, self.now_s(), error=str(e))
+
+    def on_joints(self, msg: JointState):
+        if self.core is not None:
+            self.core.set_joints(msg.name, msg.position, self.now_s())
+
+    def on_reset(self, req, resp):
+        with self.busy:
+            self.core.reset()
+        resp.success, resp.message = True, "memory cleared"
+        return resp
+
+    def on_set_instruction(self, req, resp):
+        if not req.instruction.strip():
+            resp.success, resp.message = False, "instruction is empty"
+            return resp
+        self.core.set_instruction(req.instruction)
+        resp.success, resp.message = True, f"instruction: {req.instruction}"
+        return resp
+
+    # -- control -------------------------------------------------------------------------------------
+    def on_timer(self):
+        if not self.busy.acquire(blocking=False):
+            self.deadline_misses += 1
+            return
+        self.worker.submit(self._tick)
+
+    def _tick(self):
+        try:
+            t0 = time.perf_counter()
+            r = self.core.tick(self.now_s())
+            for why in r.new_faults:
+                self.get_logger().error(f"holding: {why}")
+            if r.kind in ("trajectory", "hold"):
+                self.publish_command(r.positions)
+            if r.prediction is not None:
+                self.publish_chunk(r.prediction)
+            self.latencies.append(time.perf_counter() - t0)
+            self.latencies = self.latencies[-1000:]
+            self.last_result = r
+        except Exception as e:  # never let the worker die silently
+            self.get_logger().error(f"tick failed: {type(e).__name__}: {e}")
+        finally:
+            self.busy.release()
+
+    def publish_command(self, positions: np.ndarray):
+        cfg = self.core.cfg
+        if self.p("output") == "float64_multi_array":
+            self.fwd_pub.publish(Float64MultiArray(data=[float(x) for x in positions[0]]))
+            return
+        msg = JointTrajectory()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.joint_names = list(cfg.joint_names)
+        for k, row in enumerate(positions):
+            t = (k + 1) * cfg.step_duration
+            msg.points.append(JointTrajectoryPoint(positions=[float(x) for x in row],
+                                                   time_from_start=Duration(sec=int(t), nanosec=int((t % 1) * 1e9))))
+        self.traj_pub.publish(msg)
+
+    def publish_chunk(self, pred):
+        cfg = self.core.cfg
+        m = ActionChunk()
+        m.header.stamp = self.get_clock().now().to_msg()
+        m.joint_names = list(cfg.model_joint_names)
+        m.horizon = int(pred.actions.shape[0])
+        m.step_duration = cfg.step_duration
+        m.positions = [float(x) for x in pred.actions.reshape(-1)]
+        m.control_step = int(pred.step)
+        m.artifact_id = self.artifact_id
+        self.chunk_pub.publish(m)
+
+    def publish_diagnostics(self):
+        if self.core is None:
+            return
+        r = getattr(self, "last_result", None)
+        st = DiagnosticStatus(name="kairos_act: control", hardware_id=self.artifact_id)
+        holding = r is not None and r.kind != "trajectory"
+        st.level = DiagnosticStatus.ERROR if holding else DiagnosticStatus.OK
+        st.message = r.reason if holding else "commanding"
+        lat = np.asarray(self.latencies or [0.0]) * 1e3
+        now = self.now_s()
+        st.values = [KeyValue(key=k, value=v) for k, v in (
+            ("latency_p50_ms", f"{np.percentile(lat, 50):.2f}"), ("latency_p99_ms", f"{np.percentile(lat, 99):.2f}"),
+            ("deadline_misses", str(self.deadline_misses)), ("backend", self.core.engine.backend),
+            ("steps_since_reset", str(self.core.engine.steps)),
+            ("memory_state_bytes", str(self.core.engine.state_bytes())),
+            ("image_age_s", f"{now - self.core.image_stamp:.3f}"), ("joints_age_s", f"{now - self.core.joints_stamp:.3f}"))]
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(arr)
+
+
+def main(args=None):
+    """ros2 run kairos_ros act_node --ros-args --params-file config/act.yaml (configure/activate it
+    with the lifecycle services, or use `kairos act`, which does both)."""
+    rclpy.init(args=args)
+    node = ActNode()
+    try:
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,110 @@
+"""The act node in its own process (`kairos act`), as on a robot, driven over real DDS: images and
+joint states in, JointTrajectory + ActionChunk out in the robot's joint order and within limits;
+bad input gives a hold and an ERROR diagnostic, not a crash; services work; SIGINT exits cleanly."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+pytestmark = pytest.mark.ros
+
+JOINTS = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6"]
+
+
+@pytest.fixture
+def act_process(tmp_path, ros_context):
+    with open("config/act.yaml") as f:
+        cfg = yaml.safe_load(f)
+    p = cfg["kairos_act"]["ros__parameters"]
+    p.update(lower=[-0.3] * 7, upper=[0.3] * 7, max_velocity=[0.5] * 7, image_max_age_s=1.0, joints_max_age_s=1.0,
+             sampler_steps=2, diagnostics_period_s=0.3)
+    path = tmp_path / "act.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(ros_context.get_domain_id()))
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", "act", "--config", str(path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+
+
+def test_act_node_commands_holds_and_shuts_down(act_process, ros_context):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from sensor_msgs.msg import Image, JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from kairos_msgs.msg import ActionChunk
+    from kairos_msgs.srv import ResetMemory, SetInstruction
+
+    node = rclpy.create_node("act_test_driver", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    trajs, chunks, diags = [], [], []
+    node.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory", trajs.append, 10)
+    node.create_subscription(ActionChunk, "kairos_act/action_chunk", chunks.append, 10)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    img_pub = node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+    js_pub = node.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+    rgb = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    state = {"pos": [0.1] * 7, "names": list(reversed(JOINTS))}          # any order: the node maps names
+
+    def publish_inputs():
+        img = Image(height=96, width=96, encoding="rgb8", step=96 * 3, data=rgb.tobytes())
+        img.header.stamp = node.get_clock().now().to_msg()
+        img_pub.publish(img)
+        js = JointState(name=state["names"], position=state["pos"])
+        js.header.stamp = img.header.stamp
+        js_pub.publish(js)
+
+    node.create_timer(0.05, publish_inputs)
+
+    def spin_until(cond, timeout):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.05)
+            assert act_process.poll() is None, act_process.stdout.read()
+        return cond()
+
+    assert spin_until(lambda: len(trajs) >= 3 and chunks, 90), "no trajectory from the act node"
+    t = trajs[-1]
+    assert list(t.joint_names) == JOINTS and len(t.points) >= 1
+    pos = np.array([p.positions for p in t.points])
+    assert pos.shape[1] == 7 and (np.abs(pos) <= 0.3 + 1e-9).all()
+    assert t.points[0].time_from_start.nanosec == int(0.1 * 1e9)
+    assert chunks[-1].horizon == 8 and len(chunks[-1].positions) == 8 * 7
+
+    # a NaN in the joint state: hold (one point at the current position) and an ERROR diagnostic
+    state["pos"] = [0.1] * 6 + [float("nan")]
+    n = len(trajs)
+
+    def holding():
+        return any(s.level == DiagnosticStatus.ERROR and "non-finite" in s.message for d in diags for s in d.status)
+
+    assert spin_until(holding, 10), "no ERROR diagnostic for a NaN joint"
+    # good input again: commanding resumes
+    state["pos"] = [0.05] * 7
+    diags.clear()
+    assert spin_until(lambda: any(s.level == DiagnosticStatus.OK for d in diags for s in d.status), 10)
+    assert spin_until(lambda: len(trajs) > n, 10)
+
+    for srv_type, name, req in ((ResetMemory, "kairos_act/reset_memory", ResetMemory.Request()),
+                                (SetInstruction, "kairos_act/set_instruction",
+                                 SetInstruction.Request(instruction="open the drawer"))):
+        cli = node.create_client(srv_type, name)
+        assert spin_until(cli.service_is_ready, 10)
+        fut = cli.call_async(req)
+        assert spin_until(fut.done, 10) and fut.result().success
+
+    act_process.send_signal(signal.SIGINT)
+    out, _ = act_process.communicate(timeout=30)
+    assert act_process.returncode == 0, out
+    assert "latency p50" in out
+    node.destroy_node()
