@@ -81,19 +81,20 @@ def test_act_node_commands_holds_and_shuts_down(act_process, ros_context):
     assert t.points[0].time_from_start.nanosec == int(0.1 * 1e9)
     assert chunks[-1].horizon == 8 and len(chunks[-1].positions) == 8 * 7
 
-    # a NaN in the joint state: hold (one point at the current position) and an ERROR diagnostic
+    # a NaN in the joint state: hold (one point at the last good position) and an ERROR diagnostic
     state["pos"] = [0.1] * 6 + [float("nan")]
-    n = len(trajs)
 
     def holding():
         return any(s.level == DiagnosticStatus.ERROR and "non-finite" in s.message for d in diags for s in d.status)
 
     assert spin_until(holding, 10), "no ERROR diagnostic for a NaN joint"
+    assert spin_until(lambda: len(trajs[-1].points) == 1, 5), "no hold trajectory"
+    assert np.allclose(trajs[-1].points[0].positions, 0.1)              # the last good position
     # good input again: commanding resumes
     state["pos"] = [0.05] * 7
     diags.clear()
     assert spin_until(lambda: any(s.level == DiagnosticStatus.OK for d in diags for s in d.status), 10)
-    assert spin_until(lambda: len(trajs) > n, 10)
+    assert spin_until(lambda: len(trajs[-1].points) > 1, 10)               # a chunk again, not a hold
 
     for srv_type, name, req in ((ResetMemory, "kairos_act/reset_memory", ResetMemory.Request()),
                                 (SetInstruction, "kairos_act/set_instruction",
