@@ -29,12 +29,12 @@ def load_params(path: str, node_name: str = "kairos_act") -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kairos act", description=__doc__)
     ap.add_argument("--config", default="config/act.yaml")
-    ap.add_argument("--checkpoint", help="overrides the config's checkpoint")
+    ap.add_argument("--artifact", help="overrides the config's artifact (model directory)")
     ap.add_argument("--namespace", default="")
     args, ros_args = ap.parse_known_args(argv)
     params = load_params(args.config)
-    if args.checkpoint:
-        params["checkpoint"] = args.checkpoint
+    if args.artifact:
+        params["artifact"] = args.artifact
 
     import rclpy
     from rclpy.executors import MultiThreadedExecutor

@@ -1,6 +1,6 @@
 """The act node: a managed (lifecycle) ROS 2 node, a thin adapter over kairos_ros.core.ActCore.
 
-configure: declare/read parameters, load the model (checkpoint, or an untrained preset with a loud
+configure: declare/read parameters, load the model (artifact directory, or an untrained preset with a loud
 warning), create publishers, subscriptions and services. activate: start the control timer.
 deactivate: publish a hold, stop commanding. cleanup: free the model.
 
@@ -33,8 +33,9 @@ from kairos_ros.core.image import ImageError, image_to_rgb
 
 PARAMETERS = {
     # name: (default, description)
-    "checkpoint": ("", "checkpoint directory (config.json + safetensors); empty: untrained preset"),
-    "preset": ("tiny", "world model preset used when no checkpoint is given"),
+    "artifact": ("", "model directory (config.json + safetensors); empty: an untrained preset"),
+    "backend": ("torch", "inference backend: torch (onnxruntime and tensorrt arrive with the export issue)"),
+    "preset": ("tiny", "world model preset used when no artifact is given"),
     "joint_names": (["joint1"], "the robot's joints, in command order"),
     "model_joint_names": ([""], "the model's joint order (empty: same as joint_names)"),
     "lower": ([-3.14], "lower position limit per joint (robot order)"),
@@ -115,7 +116,9 @@ class ActNode(LifecycleNode):
         from kairos_model.checkpoint import build_parts, load_checkpoint
         from kairos_model.engine import TorchEngine
         from kairos_model.world_model import WorldModelConfig
-        ckpt = self.p("checkpoint")
+        if self.p("backend") != "torch":
+            raise ValueError(f"backend {self.p('backend')!r} is not available; this build has: torch")
+        ckpt = self.p("artifact")
         if ckpt:
             cfg, parts = load_checkpoint(ckpt)
             self.artifact_id = ckpt
@@ -123,7 +126,7 @@ class ActNode(LifecycleNode):
             cfg = WorldModelConfig.preset(self.p("preset"), action_dim=n_joints, proprio_dim=n_joints)
             parts = build_parts(cfg)
             self.artifact_id = f"untrained:{self.p('preset')}"
-            self.get_logger().warning(f"no checkpoint given: running an UNTRAINED '{self.p('preset')}' model "
+            self.get_logger().warning(f"no artifact given: running an UNTRAINED '{self.p('preset')}' model "
                                       "(its commands are meaningless; limits still apply)")
         if cfg.action_dim != n_joints:
             raise ValueError(f"model acts on {cfg.action_dim} joints, the robot has {n_joints}")

@@ -1,0 +1,47 @@
+"""Launch files cannot run here (`launch` has no wheel), so they are checked statically: they
+compile, every executable they start is a console_script of setup.py, and every parameter file
+under config/ holds only parameters the node declares."""
+import ast
+import glob
+import re
+
+import yaml
+
+from kairos_ros.act_node import PARAMETERS
+
+
+def console_scripts():
+    text = open("setup.py").read()
+    return set(re.findall(r'"([\w-]+) = [\w.]+:\w+"', text))
+
+
+def test_launch_files_compile_and_start_known_executables():
+    files = glob.glob("launch/*.launch.py")
+    assert files
+    scripts = console_scripts()
+    for f in files:
+        tree = ast.parse(open(f).read(), f)
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body), f
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            for kw in call.keywords:
+                if kw.arg == "executable":
+                    assert isinstance(kw.value, ast.Constant) and kw.value.value in scripts, \
+                        f"{f}: executable {ast.dump(kw.value)} is not a console_script ({sorted(scripts)})"
+                if kw.arg == "package":
+                    assert kw.value.value == "kairos_ros", f
+
+
+def test_parameter_files_hold_only_declared_parameters():
+    for f in glob.glob("config/*.yaml"):
+        doc = yaml.safe_load(open(f))
+        params = doc["kairos_act"]["ros__parameters"]
+        assert set(params) <= set(PARAMETERS), f"{f}: undeclared {sorted(set(params) - set(PARAMETERS))}"
+
+
+def test_act_cli_rejects_unknown_parameters(tmp_path):
+    import pytest
+    from kairos_ros.act_cli import load_params
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kairos_act:\n  ros__parameters:\n    joint_name: [a]\n")
+    with pytest.raises(ValueError, match=r"unknown parameters \['joint_name'\]"):
+        load_params(str(bad))
