@@ -1,6 +1,12 @@
 import os
 
 import pytest
+import torch
+
+# xdist runs one process per core: more torch threads than cores per process would oversubscribe
+# the CPU (OpenMP threads spinning against each other), and the slow training tests crawl.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, (os.cpu_count() or 1) // _workers))
 
 
 @pytest.fixture
