@@ -1,0 +1,233 @@
+"""Meta-World (MuJoCo) Sawyer arm with joint-space actions, a camera, task text and success.
+
+    sim = MetaWorldSim(SimConfig(task="button-press-topdown-v3"))
+    obs = sim.reset(variation=3)              # a scene from Meta-World's task sampling, seeded
+    obs = sim.step(joint_targets)             # one control step (SimConfig.substeps physics steps)
+    obs.image [S, S, 3] uint8, obs.joints [8], obs.success
+
+Why joint space: real arms are commanded in joint space (a joint_trajectory_controller), so the model's
+action chunk is target joint positions over the horizon. Meta-World itself is driven by end-effector
+deltas through a mocap body; this wrapper turns a joint target into one: forward kinematics of the
+target joints (a scratch MjData) gives the target hand position, and each physics step the mocap is
+moved toward it (Meta-World's own clipping of 1 cm per step applies). Expert demonstrations are
+recorded in the same form: the action at control step t is the joint positions the arm reached at
+t + 1 under the scripted expert, so replaying them reproduces the expert.
+
+Joints: right_j0..right_j6 of the Sawyer arm and r_close, the gripper finger (its target above the
+middle of its range closes the gripper, below opens it).
+
+Rendering is a raw `mujoco.Renderer` with shadows, reflections, skybox and multisampling off
+(~100 frames/s at 64-128 px in software GL); the picture is flipped to the usual orientation.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+JOINT_NAMES = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6", "r_close"]
+
+# One instruction per MT10 task (and a few more); the model is conditioned on these.
+INSTRUCTIONS: Dict[str, str] = {
+    "reach-v3": "reach the red goal",
+    "push-v3": "push the puck to the goal",
+    "pick-place-v3": "pick up the puck and place it at the goal",
+    "door-open-v3": "open the door",
+    "drawer-open-v3": "open the drawer",
+    "drawer-close-v3": "close the drawer",
+    "button-press-topdown-v3": "press the button from the top",
+    "peg-insert-side-v3": "insert the peg into the hole from the side",
+    "window-open-v3": "open the window",
+    "window-close-v3": "close the window",
+    "button-press-v3": "press the button",
+}
+MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
+        "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
+TEST_VARIATIONS = 10_000   # variations >= this are held out from demonstrations
+
+
+def _policy_name(task: str) -> str:
+    base = task[:-3] if task.endswith("-v3") else task
+    special = {"peg-insert-side": "PegInsertionSide"}
+    camel = special.get(base) or "".join(p.capitalize() for p in base.split("-"))
+    return f"Sawyer{camel}V3Policy"
+
+
+@dataclass
+class SimConfig:
+    """task: Meta-World v3 task. camera: MuJoCo camera name. image_size: square frame side.
+    substeps: physics (env) steps per control step; 8 x 12.5 ms = a 10 Hz control step.
+    max_steps: control steps per episode. follow_gain: mocap delta per metre of hand error."""
+    task: str = "button-press-topdown-v3"
+    camera: str = "corner2"
+    image_size: int = 64
+    substeps: int = 8
+    max_steps: int = 40
+    follow_gain: float = 100.0
+
+    @property
+    def control_dt(self) -> float:
+        return self.substeps * 0.0125
+
+
+@dataclass
+class SimObs:
+    image: np.ndarray        # [S, S, 3] uint8 RGB
+    joints: np.ndarray       # [8] positions, JOINT_NAMES order
+    hand: np.ndarray         # [3] hand position (m), for metrics
+    success: bool
+    step: int
+
+
+class MetaWorldSim:
+    def __init__(self, cfg: SimConfig = SimConfig()):
+        import mujoco
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+        if cfg.task not in ALL_V3_ENVIRONMENTS:
+            raise ValueError(f"unknown Meta-World task {cfg.task!r}; MT10 is {MT10}")
+        self.cfg = cfg
+        self._mj = mujoco
+        env = ALL_V3_ENVIRONMENTS[cfg.task]()
+        if env._partially_observable:     # as Meta-World's set_task does: the goal is observed
+            env._partially_observable = False
+            try:
+                del env.sawyer_observation_space   # a cached property computed with the goal hidden
+            except AttributeError:
+                pass
+        env._set_task_called = True
+        env._freeze_rand_vec = True
+        self.env = env
+        self.model, self.data = env.model, env.data
+        self.model.vis.quality.shadowsize = 0
+        self.model.vis.quality.offsamples = 0
+        self._renderer = mujoco.Renderer(self.model, cfg.image_size, cfg.image_size)
+        self._scratch = mujoco.MjData(self.model)
+        self._qadr = [self.model.joint(n).qposadr[0] for n in JOINT_NAMES]
+        self._hand = self.model.body("hand").id
+        lo, hi = self.model.jnt_range[self.model.joint("r_close").id]
+        self._grip_mid = 0.5 * (lo + hi)
+        self.joint_lower = np.array([self.model.jnt_range[self.model.joint(n).id][0] for n in JOINT_NAMES])
+        self.joint_upper = np.array([self.model.jnt_range[self.model.joint(n).id][1] for n in JOINT_NAMES])
+        self.instruction = INSTRUCTIONS.get(cfg.task, cfg.task.replace("-v3", "").replace("-", " "))
+        self._obs_vec = None
+        self.steps, self.success = 0, False
+
+    # -- scene ---------------------------------------------------------------------------------
+    def reset(self, variation: int = 0) -> SimObs:
+        """A new episode in scene `variation` (object/goal positions drawn from Meta-World's task
+        sampling space with this seed). Variations >= TEST_VARIATIONS are the held-out ones."""
+        rs = self.env._random_reset_space
+        self.env._last_rand_vec = np.random.default_rng(variation).uniform(rs.low, rs.high)
+        self._obs_vec, _ = self.env.reset()
+        self.steps, self.success = 0, False
+        return self.observe()
+
+    def render(self) -> np.ndarray:
+        r, mj = self._renderer, self._mj
+        r.update_scene(self.data, camera=self.cfg.camera)
+        for f in (mj.mjtRndFlag.mjRND_SHADOW, mj.mjtRndFlag.mjRND_REFLECTION, mj.mjtRndFlag.mjRND_SKYBOX):
+            r.scene.flags[f] = 0
+        return np.ascontiguousarray(np.flipud(r.render()))
+
+    def joints(self) -> np.ndarray:
+        return self.data.qpos[self._qadr].astype(np.float64).copy()
+
+    def hand(self) -> np.ndarray:
+        return self.data.xpos[self._hand].copy()
+
+    def observe(self) -> SimObs:
+        return SimObs(self.render(), self.joints(), self.hand(), self.success, self.steps)
+
+    def forward_hand(self, joints: np.ndarray) -> np.ndarray:
+        """Hand position [3] for joint positions [8] (forward kinematics on a scratch copy)."""
+        s = self._scratch
+        s.qpos[:] = self.data.qpos
+        s.qpos[self._qadr] = joints
+        self._mj.mj_kinematics(self.model, s)
+        return s.xpos[self._hand].copy()
+
+    # -- control -------------------------------------------------------------------------------
+    def _env_step(self, action4: np.ndarray) -> None:
+        self._obs_vec, _, _, _, info = self.env.step(np.asarray(action4, np.float32))
+        self.success = self.success or bool(info["success"])
+
+    def step(self, target: np.ndarray, render: bool = True) -> Optional[SimObs]:
+        """Follow joint targets [8] (or a waypoint list [K, 8], spread over the control step) for one
+        control step of `substeps` physics steps."""
+        target = np.asarray(target, np.float64)
+        if target.ndim == 1:
+            target = target[None]
+        if target.shape[1] != len(JOINT_NAMES) or not np.isfinite(target).all():
+            raise ValueError(f"joint targets must be finite [{len(JOINT_NAMES)}] or [K, {len(JOINT_NAMES)}], "
+                             f"got {target.shape}")
+        target = np.clip(target, self.joint_lower, self.joint_upper)
+        n = self.cfg.substeps
+        for i in range(n):
+            q = target[min(len(target) - 1, (i * len(target)) // n)]
+            delta = (self.forward_hand(q) - self.hand()) * self.cfg.follow_gain
+            grip = 1.0 if q[-1] > self._grip_mid else -1.0
+            self._env_step(np.concatenate([np.clip(delta, -1, 1), [grip]]))
+            if self.env.curr_path_length >= self.env.max_path_length:
+                break
+        self.steps += 1
+        return self.observe() if render else None
+
+    # -- the scripted expert ---------------------------------------------------------------------
+    def expert_policy(self):
+        import metaworld.policies as policies
+        name = _policy_name(self.cfg.task)
+        if not hasattr(policies, name):
+            raise ValueError(f"Meta-World has no scripted expert {name} for {self.cfg.task}")
+        return getattr(policies, name)()
+
+    def expert_step(self, policy) -> np.ndarray:
+        """Run the scripted expert for one control step; returns the joint positions it reached [8],
+        i.e. the joint-space action that reproduces it. The gripper target is the expert's
+        command mapped onto the finger's range (closed above the middle)."""
+        grips = []
+        for _ in range(self.cfg.substeps):
+            a = np.clip(policy.get_action(self._obs_vec), -1, 1)
+            grips.append(a[-1])
+            self._env_step(a)
+            if self.env.curr_path_length >= self.env.max_path_length:
+                break
+        self.steps += 1
+        q = self.joints()
+        lo, hi = self.joint_lower[-1], self.joint_upper[-1]
+        q[-1] = hi if np.mean(grips) > 0 else lo
+        return q
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def rollout_expert(sim: MetaWorldSim, variation: int, extra_steps: int = 2):
+    """One expert episode in joint space: (frames [T, S, S, 3], joints [T, 8], actions [T, 8], success).
+    Stops `extra_steps` control steps after success, or at max_steps."""
+    pol = sim.expert_policy()
+    obs = sim.reset(variation)
+    frames, joints, actions = [], [], []
+    after = None
+    for _ in range(sim.cfg.max_steps):
+        frames.append(obs.image)
+        joints.append(obs.joints)
+        actions.append(sim.expert_step(pol))
+        obs = sim.observe()
+        if sim.success:
+            after = extra_steps if after is None else after - 1
+            if after <= 0:
+                break
+    return np.stack(frames), np.stack(joints), np.stack(actions), sim.success
