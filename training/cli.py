@@ -5,6 +5,9 @@
     kairos model-info PRESET            parameters per module, tokens per frame, state size
     kairos train-vae [ARGS]             train the video VAE on synthetic physics video
     kairos generate --checkpoint ...    image + prompt -> video, streamed chunk by chunk
+    kairos collect --tasks ... --out D  expert demonstrations as a LeRobot dataset
+    kairos train RECIPE.yaml            stages I-III of the curriculum (torchrun for several processes)
+    kairos evaluate --artifact ...      closed-loop episodes in the simulator + report
     kairos act --config config/act.yaml the act node in one process (configure + activate + spin)
 """
 from __future__ import annotations
@@ -20,6 +23,9 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
     "model-info": ("training.model_info", "parameters per module, tokens per frame, state size"),
     "train-vae": ("training.train_vae", "train the video VAE on synthetic physics video"),
     "generate": ("training.generate_cli", "image + prompt -> video, streamed chunk by chunk"),
+    "collect": ("training.collect", "scripted-expert demonstrations -> LeRobot dataset"),
+    "train": ("training.trainer", "the curriculum: kairos train training/recipes/tiny.yaml"),
+    "evaluate": ("training.evaluate", "closed-loop episodes in the simulator, with a report"),
     "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
 }
 
