@@ -11,7 +11,7 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=["kairos_ros", "kairos_ros.*", "kairos_model", "kairos_model.*",
-                                    "training", "training.*"]),
+                                    "training", "training.*", "kairos_sim", "kairos_sim.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -29,6 +29,7 @@ setup(
         "console_scripts": [
             "kairos = training.cli:main",
             "act_node = kairos_ros.act_node:main",
+            "sim_robot = kairos_ros.sim_robot_node:main",
         ],
     },
 )

@@ -75,13 +75,15 @@ class TorchEngine:
 
     def __init__(self, model: KairosWorldModel, vae: VideoVAE, und: UnderstandingEncoder,
                  sampler_steps: int = 4, cfg_scale: float = 1.0, proprio: Optional[Normalizer] = None,
-                 actions: Optional[Normalizer] = None, seed: int = 0, device: str = "cpu"):
+                 actions: Optional[Normalizer] = None, seed: int = 0, device: str = "cpu",
+                 latent_scale: float = 1.0):
         self.model, self.vae, self.und = model.eval().to(device), vae.eval().to(device), und.eval().to(device)
         self.cfg = model.cfg
         self.sampler_steps, self.cfg_scale, self.device = sampler_steps, cfg_scale, device
         self.proprio = proprio or Normalizer.identity(self.cfg.proprio_dim)
         self.actions = actions or Normalizer.identity(self.cfg.action_dim)
         self.seed = seed
+        self.latent_scale = float(latent_scale)
         s = vae.cfg.spatial_down
         self.image_size = (self.cfg.latent_hw[0] * s, self.cfg.latent_hw[1] * s)
         self.reset()
@@ -117,6 +119,7 @@ class TorchEngine:
         img = torch.from_numpy(obs.image_hwc).to(self.device).permute(2, 0, 1).float().div_(255).unsqueeze(0)
         t["image"] = time.perf_counter()
         z, _ = self.vae.encode(img.unsqueeze(1))                                      # [1, 1, C, h, w]
+        z = z * self.latent_scale
         t["vae_encode"] = time.perf_counter()
         if obs.instruction != self._instruction:        # the text part only changes with the task
             self._text_tokens = self.und.encode_text([obs.instruction])
@@ -131,7 +134,7 @@ class TorchEngine:
         actions = self.actions.denormalize(act[0, 0].double().cpu().numpy())
         t["postprocess"] = time.perf_counter()
         if decode_future:
-            fut = self.vae.decode(fut[0, 0].unsqueeze(1)).squeeze(1)                    # F single frames
+            fut = self.vae.decode(fut[0, 0].unsqueeze(1) / self.latent_scale).squeeze(1)   # F single frames
             t["future_decode"] = time.perf_counter()
         else:
             fut = fut[0, 0]
@@ -139,3 +142,39 @@ class TorchEngine:
         stamps = [t0] + list(t.values())
         timings = {k: 1e3 * (b - a) for k, a, b in zip(t, stamps[:-1], stamps[1:])}
         return ActionPrediction(actions=actions, future_latents=fut, step=self.steps, timings_ms=timings)
+
+
+@dataclass
+class LoadedModel:
+    """An engine built from a checkpoint directory, with what the checkpoint says about itself."""
+    engine: TorchEngine
+    joint_names: list
+    meta: dict
+
+
+def load_engine(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu") -> LoadedModel:
+    """Build the torch engine from a checkpoint written by `kairos train` (kairos_model.checkpoint):
+    weights, joint normalisation, latent scale and the model's joint names."""
+    import json
+    import os
+    from kairos_model.checkpoint import load_checkpoint
+    cfg, parts = load_checkpoint(path)
+    with open(os.path.join(path, "config.json")) as f:
+        meta = json.load(f).get("meta", {})
+
+    def norm(key, dim):
+        d = meta.get(key)
+        if d is None:
+            return Normalizer.identity(dim)
+        if len(d["mean"]) != dim:
+            raise ValueError(f"{path}: {key} normalisation has {len(d['mean'])} entries, the model {dim}")
+        return Normalizer(d["mean"], d["std"])
+
+    eng = TorchEngine(parts["world_model"], parts["vae"], parts["understanding"], sampler_steps=sampler_steps,
+                      cfg_scale=cfg_scale, proprio=norm("proprio", cfg.proprio_dim),
+                      actions=norm("actions", cfg.action_dim), latent_scale=meta.get("latent_scale", 1.0),
+                      device=device)
+    names = list(meta.get("joint_names") or [])
+    if names and len(names) != cfg.action_dim:
+        raise ValueError(f"{path}: {len(names)} joint names for a model acting on {cfg.action_dim} joints")
+    return LoadedModel(eng, names, meta)

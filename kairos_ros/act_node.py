@@ -90,7 +90,7 @@ class ActNode(LifecycleNode):
                             strategy=self.p("strategy"), execution_horizon=self.p("execution_horizon"),
                             ensemble_decay=self.p("ensemble_decay"), image_max_age_s=self.p("image_max_age_s"),
                             joints_max_age_s=self.p("joints_max_age_s"), instruction=self.p("instruction"))
-            engine = self._load_engine(len(cfg.joint_names))
+            engine = self._load_engine(cfg)
             self.core = ActCore(cfg, engine)
         except Exception as e:
             self.get_logger().error(f"configure failed: {e}")
@@ -112,26 +112,36 @@ class ActNode(LifecycleNode):
         self.get_logger().info(f"configured: backend {self.core.engine.backend}, joints {self.core.cfg.joint_names}")
         return TransitionCallbackReturn.SUCCESS
 
-    def _load_engine(self, n_joints: int):
-        from kairos_model.checkpoint import build_parts, load_checkpoint
-        from kairos_model.engine import TorchEngine
+    def _load_engine(self, cfg: ActConfig):
+        from kairos_model.checkpoint import build_parts
+        from kairos_model.engine import TorchEngine, load_engine
         from kairos_model.world_model import WorldModelConfig
         if self.p("backend") != "torch":
             raise ValueError(f"backend {self.p('backend')!r} is not available; this build has: torch")
+        n_joints = len(cfg.joint_names)
         ckpt = self.p("artifact")
         if ckpt:
-            cfg, parts = load_checkpoint(ckpt)
+            loaded = load_engine(ckpt, sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"))
             self.artifact_id = ckpt
+            if loaded.joint_names and sorted(loaded.joint_names) != sorted(cfg.joint_names):
+                raise ValueError(f"artifact {ckpt} was trained on joints {loaded.joint_names}; the robot has "
+                                 f"{cfg.joint_names}")
+            if loaded.joint_names and cfg.model_joint_names != loaded.joint_names:
+                cfg.model_joint_names = list(loaded.joint_names)     # the artifact knows its own order
+            if not cfg.instruction and loaded.meta.get("instructions"):
+                cfg.instruction = loaded.meta["instructions"][0]
+            engine = loaded.engine
         else:
-            cfg = WorldModelConfig.preset(self.p("preset"), action_dim=n_joints, proprio_dim=n_joints)
-            parts = build_parts(cfg)
+            mcfg = WorldModelConfig.preset(self.p("preset"), action_dim=n_joints, proprio_dim=n_joints)
+            parts = build_parts(mcfg)
             self.artifact_id = f"untrained:{self.p('preset')}"
             self.get_logger().warning(f"no artifact given: running an UNTRAINED '{self.p('preset')}' model "
                                       "(its commands are meaningless; limits still apply)")
-        if cfg.action_dim != n_joints:
-            raise ValueError(f"model acts on {cfg.action_dim} joints, the robot has {n_joints}")
-        return TorchEngine(parts["world_model"], parts["vae"], parts["understanding"],
-                           sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"))
+            engine = TorchEngine(parts["world_model"], parts["vae"], parts["understanding"],
+                                 sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"))
+        if engine.cfg.action_dim != n_joints:
+            raise ValueError(f"model acts on {engine.cfg.action_dim} joints, the robot has {n_joints}")
+        return engine
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.timer = self.create_timer(1.0 / self.core.cfg.control_rate_hz, self.on_timer)

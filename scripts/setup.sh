@@ -37,6 +37,17 @@ if not torch.__version__.startswith("2.13.0"):
     sys.exit(f"setup: torch {torch.__version__} was installed, expected 2.13.0")
 PY
 
+# Offscreen rendering for the simulated camera: MuJoCo needs an EGL (or OSMesa) GL library.
+if ! ldconfig -p 2>/dev/null | grep -q -E 'libEGL_mesa|libOSMesa'; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Mesa EGL for offscreen rendering (apt: libegl1 libegl-mesa0 libgl1-mesa-dri)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null
+  else
+    echo "setup: WARNING: no Mesa EGL/OSMesa library found; the simulator's camera needs one" \
+         "(apt install libegl1 libegl-mesa0 libgl1-mesa-dri)" >&2
+  fi
+fi
+
 echo "setup: building kairos_msgs"
 BUILD=$ROOT/build/kairos_msgs
 rm -rf "$BUILD"; mkdir -p "$BUILD"

@@ -8,6 +8,9 @@ import re
 import yaml
 
 from kairos_ros.act_node import PARAMETERS
+from kairos_ros.sim_robot_node import PARAMETERS as SIM_PARAMETERS
+
+DECLARED = {"kairos_act": PARAMETERS, "sim_robot": SIM_PARAMETERS}
 
 
 def console_scripts():
@@ -34,8 +37,12 @@ def test_launch_files_compile_and_start_known_executables():
 def test_parameter_files_hold_only_declared_parameters():
     for f in glob.glob("config/*.yaml"):
         doc = yaml.safe_load(open(f))
-        params = doc["kairos_act"]["ros__parameters"]
-        assert set(params) <= set(PARAMETERS), f"{f}: undeclared {sorted(set(params) - set(PARAMETERS))}"
+        assert doc, f
+        for node, section in doc.items():
+            assert node in DECLARED, f"{f}: parameters for an unknown node {node!r}"
+            params = section["ros__parameters"]
+            known = DECLARED[node]
+            assert set(params) <= set(known), f"{f}: {node} undeclared {sorted(set(params) - set(known))}"
 
 
 def test_act_cli_rejects_unknown_parameters(tmp_path):

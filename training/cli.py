@@ -8,6 +8,7 @@
     kairos collect --tasks ... --out D  expert demonstrations as a LeRobot dataset
     kairos train RECIPE.yaml            stages I-III of the curriculum (torchrun for several processes)
     kairos evaluate --artifact ...      closed-loop episodes in the simulator + report
+    kairos sim-act                      the main job: the act node drives the simulated robot
     kairos act --config config/act.yaml the act node in one process (configure + activate + spin)
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
     "collect": ("training.collect", "scripted-expert demonstrations -> LeRobot dataset"),
     "train": ("training.trainer", "the curriculum: kairos train training/recipes/tiny.yaml"),
     "evaluate": ("training.evaluate", "closed-loop episodes in the simulator, with a report"),
+    "sim-act": ("kairos_ros.sim_act_cli", "the main job: act node + simulated robot, closed loop, report"),
     "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
 }
 

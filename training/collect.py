@@ -17,7 +17,7 @@ from tqdm import tqdm
 def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size: int = 64,
             max_steps: int = 40, keep_failures: bool = False, camera: str = "corner2", progress: bool = True):
     from training.data.lerobot import Episode, LeRobotWriter
-    from training.sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
+    from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
     stats = {}
     with LeRobotWriter(out, fps=1.0 / SimConfig().control_dt, state_names=JOINT_NAMES, action_names=JOINT_NAMES,
                        image_shape=(image_size, image_size, 3)) as w:
@@ -39,7 +39,7 @@ def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size
 
 
 def main(argv=None) -> int:
-    from training.sim.metaworld_sim import MT10
+    from kairos_sim.metaworld_sim import MT10
     ap = argparse.ArgumentParser(prog="kairos collect", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["button-press-topdown-v3"],

@@ -16,7 +16,8 @@ t + 1 under the scripted expert, so replaying them reproduces the expert.
 Joints: right_j0..right_j6 of the Sawyer arm and r_close, the gripper finger (its target above the
 middle of its range closes the gripper, below opens it).
 
-Rendering is a raw `mujoco.Renderer` with shadows, reflections, skybox and multisampling off
+Rendering is a raw `mujoco.Renderer` (made on the first render, in the rendering thread: a GL context
+belongs to one thread, so a ROS node must render from one executor thread) with shadows, reflections, skybox and multisampling off
 (~100 frames/s at 64-128 px in software GL); the picture is flipped to the usual orientation.
 """
 from __future__ import annotations
@@ -105,7 +106,7 @@ class MetaWorldSim:
         self.model, self.data = env.model, env.data
         self.model.vis.quality.shadowsize = 0
         self.model.vis.quality.offsamples = 0
-        self._renderer = mujoco.Renderer(self.model, cfg.image_size, cfg.image_size)
+        self._renderer = None          # made on first render: a GL context belongs to the thread that made it
         self._scratch = mujoco.MjData(self.model)
         self._qadr = [self.model.joint(n).qposadr[0] for n in JOINT_NAMES]
         self._hand = self.model.body("hand").id
@@ -128,7 +129,10 @@ class MetaWorldSim:
         return self.observe()
 
     def render(self) -> np.ndarray:
-        r, mj = self._renderer, self._mj
+        mj = self._mj
+        if self._renderer is None:
+            self._renderer = mj.Renderer(self.model, self.cfg.image_size, self.cfg.image_size)
+        r = self._renderer
         r.update_scene(self.data, camera=self.cfg.camera)
         for f in (mj.mjtRndFlag.mjRND_SHADOW, mj.mjtRndFlag.mjRND_REFLECTION, mj.mjtRndFlag.mjRND_SKYBOX):
             r.scene.flags[f] = 0

@@ -1,0 +1,169 @@
+"""The three data layers of the curriculum as batch sources.
+
+Every source yields `Batch`es of clips that start where an episode starts (as the deployed streaming
+memory does after a reset), drawn deterministically from a numpy Generator so that a resumed run sees
+exactly the batches an uninterrupted one would.
+
+  PhysicsSource      stage I: synthetic physics video with captions (training/data/synthetic_physics.py)
+  VideoFolderSource  stage I/II: a folder of mp4/webm/mkv files, caption from <name>.txt when present
+  EpisodeSource      stage II (actions hidden) / III (actions): LeRobot episodes, e.g. from `kairos collect`
+
+Joint vectors are normalised with the stage-III statistics (`Normalization`); video-only clips carry
+zero joints and no actions (the paper's stage I/II objective is video only).
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.data.lerobot import DatasetError, Episode, read_video
+
+
+@dataclass
+class Batch:
+    """frames [B, T, 3, S, S] in [0, 1]; texts [B]; proprio [B, T, J] (normalised); actions
+    [B, T, H, A] (normalised chunk starting at each frame) or None; valid [B, T] (False on padding)."""
+    frames: torch.Tensor
+    texts: List[str]
+    proprio: torch.Tensor
+    actions: Optional[torch.Tensor]
+    valid: torch.Tensor
+
+
+@dataclass
+class Normalization:
+    """Per-joint mean/std of the stage-III joint states and actions (std floored at 1e-2 rad)."""
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    action_mean: np.ndarray
+    action_std: np.ndarray
+
+    @classmethod
+    def from_episodes(cls, episodes: Sequence[Episode]) -> "Normalization":
+        s = np.concatenate([e.state for e in episodes]).astype(np.float64)
+        a = np.concatenate([e.action for e in episodes]).astype(np.float64)
+        return cls(s.mean(0), np.maximum(s.std(0), 1e-2), a.mean(0), np.maximum(a.std(0), 1e-2))
+
+    def to_dict(self) -> dict:
+        return {"proprio": {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()},
+                "actions": {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()}}
+
+
+def _resize(frames_tchw: torch.Tensor, size: int) -> torch.Tensor:
+    if frames_tchw.shape[-1] == size and frames_tchw.shape[-2] == size:
+        return frames_tchw
+    return F.interpolate(frames_tchw, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _pad_to(x: np.ndarray, T: int) -> np.ndarray:
+    """Repeat the last row until T rows (the robot holding still after the episode ends)."""
+    if len(x) >= T:
+        return x[:T]
+    return np.concatenate([x, np.repeat(x[-1:], T - len(x), axis=0)])
+
+
+class PhysicsSource:
+    def __init__(self, size: int, seed: int, proprio_dim: int, clips: int = 100_000):
+        from training.data.synthetic_physics import PhysicsVideoConfig
+        self.size, self.seed, self.J, self.clips = size, seed, proprio_dim, clips
+        self._cfg = PhysicsVideoConfig
+
+    def sample(self, rng: np.random.Generator, batch: int, frames: int) -> Batch:
+        from training.data.synthetic_physics import SyntheticPhysicsVideo
+        ds = SyntheticPhysicsVideo(self._cfg(size=self.size, frames=frames), seed=self.seed, length=self.clips)
+        x, caps = ds.batch(rng.integers(0, self.clips, batch).tolist())
+        return Batch(x, caps, torch.zeros(batch, frames, self.J), None, torch.ones(batch, frames, dtype=torch.bool))
+
+
+class VideoFolderSource:
+    EXTS = (".mp4", ".webm", ".mkv", ".mov")
+
+    def __init__(self, path: str, size: int, proprio_dim: int):
+        files = sorted(f for f in glob.glob(os.path.join(path, "**", "*"), recursive=True)
+                       if f.lower().endswith(self.EXTS))
+        if not files:
+            raise DatasetError(f"no video files ({', '.join(self.EXTS)}) under {path}")
+        self.videos, self.captions = [], []
+        for f in files:                       # decode all up front: a truncated file fails here, loudly
+            v = torch.from_numpy(read_video(f)).permute(0, 3, 1, 2).float().div_(255)
+            self.videos.append(_resize(v, size))
+            cap = os.path.splitext(f)[0] + ".txt"
+            self.captions.append(open(cap).read().strip() if os.path.isfile(cap) else "")
+        self.J = proprio_dim
+
+    def sample(self, rng: np.random.Generator, batch: int, frames: int) -> Batch:
+        xs, caps, valid = [], [], []
+        for _ in range(batch):
+            i = int(rng.integers(len(self.videos)))
+            v = self.videos[i]
+            start = int(rng.integers(0, max(1, len(v) - frames + 1)))
+            clip = v[start:start + frames]
+            n = len(clip)
+            xs.append(torch.from_numpy(_pad_to(clip.numpy(), frames)))
+            valid.append(torch.arange(frames) < n)
+            caps.append(self.captions[i])
+        return Batch(torch.stack(xs), caps, torch.zeros(batch, frames, self.J), None, torch.stack(valid))
+
+
+class EpisodeSource:
+    """Episodes (frames from their first camera). actions=False hides the labels (stage II)."""
+
+    def __init__(self, episodes: Sequence[Episode], size: int, horizon: int, norm: Normalization,
+                 actions: bool):
+        if not episodes:
+            raise DatasetError("an episode source with no episodes")
+        self.eps = list(episodes)
+        self.frames = [_resize(torch.from_numpy(next(iter(e.frames.values()))).permute(0, 3, 1, 2).float()
+                               .div_(255), size) for e in self.eps]
+        self.H, self.norm, self.use_actions = horizon, norm, actions
+
+    def chunks(self, ep: Episode) -> np.ndarray:
+        """[T, H, A] normalised action chunk starting at each step (held at the last action)."""
+        a = (ep.action - self.norm.action_mean) / self.norm.action_std
+        T = len(a)
+        idx = np.minimum(np.arange(T)[:, None] + np.arange(self.H)[None], T - 1)
+        return a[idx]
+
+    def clip(self, i: int, frames: int, start: int = 0):
+        ep = self.eps[i]
+        T = len(ep.state)
+        sl = slice(start, start + frames)
+        x = _pad_to(self.frames[i][sl].numpy(), frames)
+        st = _pad_to(((ep.state - self.norm.state_mean) / self.norm.state_std)[sl], frames)
+        ch = _pad_to(self.chunks(ep)[sl], frames)
+        valid = (np.arange(frames) + start) < T
+        return x, st, ch, valid, ep.task
+
+    def sample(self, rng: np.random.Generator, batch: int, frames: int) -> Batch:
+        xs, sts, chs, vs, texts = [], [], [], [], []
+        for _ in range(batch):
+            i = int(rng.integers(len(self.eps)))
+            T = len(self.eps[i].state)
+            start = int(rng.integers(0, max(1, T - frames + 1)))
+            x, st, ch, v, task = self.clip(i, frames, start)
+            xs.append(x); sts.append(st); chs.append(ch); vs.append(v); texts.append(task)
+        proprio = torch.from_numpy(np.stack(sts)).float()
+        acts = torch.from_numpy(np.stack(chs)).float() if self.use_actions else None
+        if not self.use_actions:
+            proprio = torch.zeros_like(proprio)
+        return Batch(torch.from_numpy(np.stack(xs)), texts, proprio, acts, torch.from_numpy(np.stack(vs)))
+
+
+class Mixture:
+    """Draws each batch from one source, chosen by weight (whole batches keep shapes uniform)."""
+
+    def __init__(self, sources, weights):
+        w = np.asarray(weights, np.float64)
+        if len(sources) == 0 or (w <= 0).any():
+            raise ValueError("a mixture needs sources with positive weights")
+        self.sources, self.p = sources, w / w.sum()
+
+    def sample(self, rng: np.random.Generator, batch: int, frames: int) -> Batch:
+        k = int(rng.choice(len(self.sources), p=self.p))
+        return self.sources[k].sample(rng, batch, frames)

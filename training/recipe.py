@@ -1,0 +1,130 @@
+"""Training recipes: YAML files in training/recipes/ mapped strictly onto these dataclasses (an unknown
+key is an error, naming the keys that exist).
+
+The Cross-Embodiment Data Curriculum (paper, "Native Pre-training Paradigm"):
+  vae        the video VAE, trained first on the recipe's video (synthetic physics + sim frames), then frozen
+  stage I    physical pretraining: open-world video, video-only flow matching (no actions, zero joints)
+  stage II   embodied pretraining: robot/human behaviour video with task text, actions hidden
+  stage III  joint world-action training on robot trajectories: video + action chunk flow matching
+Each stage starts from the previous stage's weights (the trainer carries them over).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+
+@dataclass
+class SourceConfig:
+    """One data layer in a stage's mixture.
+    kind: synthetic_physics | video_folder | lerobot | sim_expert.
+    path: folder (video_folder) or dataset directory (lerobot); for sim_expert, the dataset is collected
+    there first when missing (tasks, episodes). weight: sampling share in the mixture.
+    actions: use the action labels (stage III); False hides them (stage II)."""
+    kind: str
+    weight: float = 1.0
+    path: Optional[str] = None
+    tasks: List[str] = field(default_factory=list)
+    episodes: int = 0
+    first_variation: int = 0
+    actions: bool = False
+    clips: int = 2048
+
+
+@dataclass
+class StageConfig:
+    """name: I, II or III. objective: video | video+action. frames: the clip-length ramp, one entry
+    per equal share of the steps (e.g. [8, 12] = 8 frames in the first half, 12 after).
+    resolution: frame side in pixels. steps, lr, batch, grad_accum: optimisation. anchors: how many
+    frames of each clip predict their future per step (a random subset; fewer is cheaper per step)."""
+    name: str
+    objective: str
+    sources: List[SourceConfig]
+    steps: int
+    lr: float = 1e-3
+    batch: int = 8
+    grad_accum: int = 1
+    frames: List[int] = field(default_factory=lambda: [8])
+    resolution: int = 64
+    warmup: int = 50
+    anchors: int = 4          # prediction anchors drawn per clip and step (all frames: 0)
+
+    def __post_init__(self):
+        if self.objective not in ("video", "video+action"):
+            raise ValueError(f"stage {self.name}: objective must be 'video' or 'video+action', got {self.objective!r}")
+        if self.objective == "video+action" and not any(s.actions for s in self.sources):
+            raise ValueError(f"stage {self.name}: a video+action stage needs a source with actions: true")
+
+    def frames_at(self, step: int) -> int:
+        i = min(len(self.frames) - 1, step * len(self.frames) // max(1, self.steps))
+        return self.frames[i]
+
+
+@dataclass
+class VAEStageConfig:
+    """The VAE is trained before stage I on `sources` (5-frame clips), then frozen."""
+    steps: int = 800
+    lr: float = 1e-3
+    batch: int = 8
+    sources: List[SourceConfig] = field(default_factory=lambda: [SourceConfig(kind="synthetic_physics")])
+
+
+@dataclass
+class RecipeConfig:
+    """preset + model overrides: the world model (WorldModelConfig field -> value).
+    joint_names: the model's action/proprio order. out: run directory. ema_decay: EMA of weights
+    (what is exported). eval_episodes: held-out episodes for the end-of-training metrics.
+    fsdp: shard with FSDP instead of DDP when run under torchrun."""
+    name: str
+    preset: str = "tiny"
+    model: Dict[str, Any] = field(default_factory=dict)
+    joint_names: List[str] = field(default_factory=list)
+    seed: int = 0
+    out: str = "runs/tiny"
+    vae: VAEStageConfig = field(default_factory=VAEStageConfig)
+    stages: List[StageConfig] = field(default_factory=list)
+    ema_decay: float = 0.995
+    checkpoint_every: int = 200
+    log_every: int = 20
+    eval_episodes: int = 10
+    fsdp: bool = False
+
+
+def _strict(cls, d: Dict[str, Any], where: str) -> Dict[str, Any]:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(d).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)} in {where}; known: {sorted(known)}")
+    return dict(d)
+
+
+def _source(d, where):
+    return SourceConfig(**_strict(SourceConfig, d, where))
+
+
+def recipe_from_dict(d: Dict[str, Any]) -> RecipeConfig:
+    d = _strict(RecipeConfig, d, "recipe")
+    if "vae" in d:
+        v = _strict(VAEStageConfig, d["vae"], "recipe.vae")
+        if "sources" in v:
+            v["sources"] = [_source(s, "recipe.vae.sources[]") for s in v["sources"]]
+        d["vae"] = VAEStageConfig(**v)
+    stages = []
+    for i, s in enumerate(d.get("stages", [])):
+        s = _strict(StageConfig, s, f"recipe.stages[{i}]")
+        s["sources"] = [_source(x, f"recipe.stages[{i}].sources[]") for x in s.get("sources", [])]
+        stages.append(StageConfig(**s))
+    d["stages"] = stages
+    return RecipeConfig(**d)
+
+
+def load_recipe(path: str, overrides: Optional[Dict[str, Any]] = None) -> RecipeConfig:
+    with open(path) as f:
+        d = yaml.safe_load(f)
+    d.update(overrides or {})
+    return recipe_from_dict(d)

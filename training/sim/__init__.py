@@ -1,1 +1,0 @@
-"""Simulated robots for demonstrations, closed-loop evaluation and the sim_robot ROS node."""

@@ -1,0 +1,511 @@
+"""`kairos train RECIPE.yaml`: the Cross-Embodiment Data Curriculum with one trainer for every stage.
+
+    kairos train training/recipes/tiny.yaml                     # one process
+    torchrun --nproc-per-node 2 -m training.trainer training/recipes/tiny.yaml   # DDP (gloo on CPU, NCCL on GPU)
+
+What one run does, in `--out` (the recipe's `out`):
+  data/       demonstrations collected by the scripted expert when a sim_expert source asks for them
+  vae/        the VAE (trained first, then frozen) and the latent scale
+  I/ II/ III/ each stage's checkpoints (resumable), weights in safetensors, TensorBoard logs
+  artifact/   the deployable model (EMA weights, config, joint names, normalisation, metrics)
+  metrics.json  the held-out measurements printed at the end
+
+Training details: AdamW, linear warm-up then cosine decay, gradient clipping at 1, gradient
+accumulation, EMA of the weights (exported), bf16 autocast on CUDA, fixed seeds. Every batch and every
+noise draw is a function of (seed, rank, stage, step), so a run resumed from a checkpoint follows the
+same loss curve as one that was never interrupted (`--stop-after` interrupts on purpose; tests use it).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from kairos_model.checkpoint import build_parts, save_checkpoint
+from kairos_model.vae import psnr
+from kairos_model.world_model import WorldModelConfig
+from training.data.lerobot import JointMapping, LeRobotDataset
+from training.data.sources import (Batch, EpisodeSource, Mixture, Normalization, PhysicsSource,
+                                   VideoFolderSource)
+from training.recipe import RecipeConfig, SourceConfig, StageConfig, load_recipe
+
+
+# -- distributed ------------------------------------------------------------------------------------
+class Dist:
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.cuda = torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{self.local_rank}" if self.cuda else "cpu")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.cuda else "gloo")
+        if self.cuda:
+            torch.cuda.set_device(self.device)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, x: float) -> float:
+        if self.world == 1:
+            return x
+        t = torch.tensor([x], dtype=torch.float64, device=self.device if self.cuda else "cpu")
+        dist.all_reduce(t)
+        return t.item() / self.world
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+def _flatten_optimizer(opt: torch.optim.Optimizer):
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{i}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars[f"{i}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Tensor], meta: dict):
+    state: Dict[int, dict] = {}
+    for key, v in tensors.items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    for key, v in meta["scalars"].items():
+        i, k = key.split(".", 1)
+        state.setdefault(int(i), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _save_ckpt(path: str, module: nn.Module, ema: Dict[str, torch.Tensor], opt, info: dict):
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
+              os.path.join(tmp, "model.safetensors"))
+    save_file({k: v.contiguous().cpu() for k, v in ema.items()}, os.path.join(tmp, "ema.safetensors"))
+    ot, om = _flatten_optimizer(opt)
+    save_file(ot, os.path.join(tmp, "optimizer.safetensors"))
+    with open(os.path.join(tmp, "trainer.json"), "w") as f:
+        json.dump({**info, "optimizer": om}, f)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)                        # atomic: a crash leaves the previous checkpoint
+
+
+def _load_ckpt(path: str, module: nn.Module, opt, device):
+    module.load_state_dict(load_file(os.path.join(path, "model.safetensors"), device=str(device)))
+    ema = load_file(os.path.join(path, "ema.safetensors"), device=str(device))
+    with open(os.path.join(path, "trainer.json")) as f:
+        info = json.load(f)
+    _unflatten_optimizer(opt, load_file(os.path.join(path, "optimizer.safetensors"), device=str(device)),
+                         info.pop("optimizer"))
+    return ema, info
+
+
+# -- the generic loop --------------------------------------------------------------------------------
+def train_loop(name: str, module: nn.Module, loss_fn: Callable, steps: int, lr: float, warmup: int,
+               ckpt_dir: str, D: Dist, grad_accum: int = 1, ema_decay: float = 0.995,
+               checkpoint_every: int = 200, log_every: int = 20, samples_per_step: int = 1,
+               stop_after: Optional[int] = None, fsdp: bool = False, progress: bool = True) -> dict:
+    """Optimise `module` for `steps` steps; loss_fn(model, step, micro) -> (loss, parts dict).
+    Resumes from ckpt_dir/last when present. Returns {"losses": [...], "ema": state dict, ...}."""
+    module.to(D.device)
+    decay_params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(decay_params, lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
+
+    def lr_at(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup)))) * 0.9 + 0.1
+
+    ema = {k: v.detach().clone().float() for k, v in module.state_dict().items()}
+    start, losses = 0, []
+    last = os.path.join(ckpt_dir, "last")
+    if os.path.isdir(last):
+        ema, info = _load_ckpt(last, module, opt, D.device)
+        start, losses = info["step"], info["losses"]
+        if D.main:
+            print(f"[{name}] resumed from {last} at step {start}")
+    if start >= steps:
+        return {"losses": losses, "ema": ema, "steps": steps, "seconds": 0.0}
+    if D.world > 1:
+        if fsdp:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+            model = FSDP(module, use_orig_params=True)
+        else:
+            model = nn.parallel.DistributedDataParallel(module, find_unused_parameters=True,
+                                                        device_ids=[D.local_rank] if D.cuda else None)
+    else:
+        model = module
+    writer = None
+    if D.main:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(os.path.join(ckpt_dir, "tb"))
+    bar = tqdm(range(start, steps), desc=f"train {name}", disable=not (progress and D.main), unit="step",
+               initial=start, total=steps)
+    t0, n_samples = time.time(), 0
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if D.cuda else contextlib.nullcontext()
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr * lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        total, parts_sum = 0.0, {}
+        for micro in range(grad_accum):
+            sync = contextlib.nullcontext()
+            if D.world > 1 and micro < grad_accum - 1 and hasattr(model, "no_sync"):
+                sync = model.no_sync()
+            with sync, autocast:
+                loss, parts = loss_fn(model, step, micro)
+                (loss / grad_accum).backward()
+            total += loss.item() / grad_accum
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / grad_accum
+        gn = torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        if torch.isfinite(gn):
+            opt.step()
+        with torch.no_grad():
+            for k, v in module.state_dict().items():
+                if v.dtype.is_floating_point:
+                    ema[k].mul_(ema_decay).add_(v.float(), alpha=1 - ema_decay)
+                else:
+                    ema[k].copy_(v)
+        total = D.mean(total)
+        losses.append(total)
+        n_samples += samples_per_step * grad_accum * D.world
+        if D.main:
+            if step % log_every == 0 or step == steps - 1:
+                writer.add_scalar(f"{name}/loss", total, step)
+                for k, v in parts_sum.items():
+                    writer.add_scalar(f"{name}/{k}", v, step)
+                writer.add_scalar(f"{name}/lr", opt.param_groups[0]["lr"], step)
+            bar.set_postfix(loss=f"{total:.4f}", **{k: f"{v:.4f}" for k, v in parts_sum.items()},
+                            samples_s=f"{n_samples / max(1e-9, time.time() - t0):.1f}")
+        done = step + 1
+        if done % checkpoint_every == 0 or done == steps or (stop_after is not None and done >= stop_after):
+            if D.main:
+                _save_ckpt(last, module, ema, opt, {"step": done, "losses": losses, "name": name})
+            D.barrier()
+        if stop_after is not None and done >= stop_after:
+            if D.main:
+                print(f"[{name}] stopped after step {done} as asked (--stop-after); rerun to resume")
+            raise SystemExit(3)
+    if writer:
+        writer.close()
+    return {"losses": losses, "ema": ema, "steps": steps, "seconds": time.time() - t0}
+
+
+# -- the world model as one trainable module (so DDP sees one forward) --------------------------------
+class WorldModelTrainable(nn.Module):
+    def __init__(self, parts: Dict[str, nn.Module], vae: nn.Module, latent_scale: float):
+        super().__init__()
+        self.wm, self.und = parts["world_model"], parts["understanding"]
+        self.vae = [vae]                     # frozen, not a submodule (not trained, not synced, not saved)
+        self.latent_scale = latent_scale
+
+    @torch.no_grad()
+    def latents(self, frames_btchw: torch.Tensor) -> torch.Tensor:
+        """Each frame encoded alone (as the deployed engine does): [B, T, C, h, w], scaled to unit std."""
+        B, T = frames_btchw.shape[:2]
+        mu, _ = self.vae[0].encode(frames_btchw.flatten(0, 1).unsqueeze(1))
+        return mu.squeeze(1).unflatten(0, (B, T)) * self.latent_scale
+
+    def und_tokens(self, frames_btchw: torch.Tensor, texts: List[str]) -> torch.Tensor:
+        B, T = frames_btchw.shape[:2]
+        text = self.und.encode_text(texts)                                           # [B, Mt, C]
+        img = self.und.encode_image(frames_btchw.flatten(0, 1)).unflatten(0, (B, T))  # [B, T, Mi, C]
+        return torch.cat([text.unsqueeze(1).expand(B, T, *text.shape[1:]), img], dim=2)
+
+    def forward(self, batch: Batch, generator: torch.Generator, with_actions: bool, anchors: int = 0):
+        dev = next(self.wm.parameters()).device
+        frames = batch.frames.to(dev)
+        lat = self.latents(frames)
+        und = self.und_tokens(frames, batch.texts)
+        acts = batch.actions.to(dev) if (with_actions and batch.actions is not None) else None
+        n = frames.shape[1] - self.wm.cfg.future_frames                 # frames with a full future
+        idx = None
+        if 0 < anchors < n:
+            idx = torch.randperm(n, generator=generator)[:anchors].sort().values.to(dev)
+        return self.wm.loss(lat, batch.proprio.to(dev), und, acts, anchors=idx, generator=generator)
+
+
+def _rng(seed: int, rank: int, stage: int, step: int, micro: int):
+    return np.random.default_rng([seed, rank, stage, step, micro]), torch.Generator().manual_seed(
+        int(np.random.default_rng([seed, rank, stage, step, micro, 7]).integers(2 ** 62)))
+
+
+# -- data ---------------------------------------------------------------------------------------------
+def _ensure_sim_dataset(src: SourceConfig, out: str, D: Dist, sync: bool = True) -> str:
+    path = src.path or os.path.join(out, "data", "_".join(t.replace("-v3", "") for t in src.tasks)[:80]
+                                    + f"_{src.episodes}ep_v{src.first_variation}")
+    if D.main and not os.path.isfile(os.path.join(path, "meta", "info.json")):
+        from training.collect import collect
+        shutil.rmtree(path, ignore_errors=True)          # a half-written collection is redone
+        print(f"collecting {src.episodes} expert episodes per task for {src.tasks} into {path}")
+        collect(src.tasks, src.episodes, path, first_variation=src.first_variation)
+    if sync:
+        D.barrier()
+    return path
+
+
+def load_episodes(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True):
+    path = _ensure_sim_dataset(src, out, D, sync) if src.kind == "sim_expert" else src.path
+    ds = LeRobotDataset(path, mapping=JointMapping(joint_names))
+    return list(ds)
+
+
+def build_source(src: SourceConfig, recipe: RecipeConfig, cfg: WorldModelConfig, size: int, norm, D: Dist,
+                 episodes_cache: dict):
+    if src.kind == "synthetic_physics":
+        return PhysicsSource(size, recipe.seed, cfg.proprio_dim, clips=max(src.clips, 1))
+    if src.kind == "video_folder":
+        return VideoFolderSource(src.path, size, cfg.proprio_dim)
+    if src.kind in ("lerobot", "sim_expert"):
+        key = (src.kind, src.path, tuple(src.tasks), src.episodes, src.first_variation)
+        if key not in episodes_cache:
+            episodes_cache[key] = load_episodes(src, recipe.out, recipe.joint_names, D)
+        return EpisodeSource(episodes_cache[key], size, cfg.action_horizon, norm, src.actions)
+    raise ValueError(f"unknown source kind {src.kind!r}: synthetic_physics, video_folder, lerobot or sim_expert")
+
+
+# -- evaluation ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def eval_next_frame(tr: WorldModelTrainable, size: int, clips: int = 16, context: int = 6, steps: int = 10):
+    """Stage I metric: PSNR of the predicted next frame (decoded) vs copying the last frame, on held-out
+    synthetic physics clips (a seed never trained on)."""
+    from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
+    ds = SyntheticPhysicsVideo(PhysicsVideoConfig(size=size, frames=context + 1), seed=999, length=clips)
+    x, caps = ds.batch(list(range(clips)))
+    ctx_frames, target = x[:, :context], x[:, context]
+    lat = tr.latents(ctx_frames)
+    und = tr.und_tokens(ctx_frames, caps)
+    ctx, _ = tr.wm.encode_context(lat, torch.zeros(clips, context, tr.wm.cfg.proprio_dim), und)
+    fut, _ = tr.wm.sample(ctx, torch.tensor([context - 1]), steps=steps, with_actions=False,
+                          generator=torch.Generator().manual_seed(0))
+    pred = tr.vae[0].decode(fut[:, 0, :1] / tr.latent_scale)[:, 0]
+    recon = tr.vae[0].decode(tr.latents(x[:, context:context + 1]) / tr.latent_scale)[:, 0]
+    return {"next_frame_psnr_db": psnr(pred, target), "copy_last_psnr_db": psnr(ctx_frames[:, -1], target),
+            "vae_ceiling_psnr_db": psnr(recon, target)}
+
+
+@torch.no_grad()
+def eval_actions(tr: WorldModelTrainable, episodes, norm: Normalization, size: int, steps: int = 4):
+    """Stage III metric on held-out episodes, teacher-forced along the expert's trajectory: mean
+    absolute error (rad) of the sampled action chunk vs the expert's, and of the mean-action baseline."""
+    src = EpisodeSource(episodes, size, tr.wm.cfg.action_horizon, norm, True)
+    errs, base = [], []
+    mean_action = norm.action_mean
+    for i, ep in enumerate(episodes):
+        T = len(ep.state)
+        x, st, ch, _, task = src.clip(i, T)
+        frames = torch.from_numpy(x).unsqueeze(0)
+        lat, und = tr.latents(frames), tr.und_tokens(frames, [task])
+        ctx, _ = tr.wm.encode_context(lat, torch.from_numpy(st).float().unsqueeze(0), und)
+        _, act = tr.wm.sample(ctx, torch.arange(T), steps=steps, generator=torch.Generator().manual_seed(i))
+        pred = act[0].double().numpy() * norm.action_std + norm.action_mean          # [T, H, A]
+        true = ch * norm.action_std + norm.action_mean
+        errs.append(np.abs(pred - true).mean())
+        base.append(np.abs(mean_action - true).mean())
+    return {"action_mae_rad": float(np.mean(errs)), "mean_action_mae_rad": float(np.mean(base)),
+            "heldout_episodes": len(episodes), "sampler_steps": steps}
+
+
+# -- the run --------------------------------------------------------------------------------------------
+def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) -> float:
+    vdir = os.path.join(recipe.out, "vae")
+    final = os.path.join(vdir, "vae.safetensors")
+    if args.vae_from:
+        final = os.path.join(args.vae_from, "vae.safetensors")
+        vdir = args.vae_from
+    if not os.path.isfile(final):
+        vc = recipe.vae
+        cfg = WorldModelConfig.preset(recipe.preset, **recipe.model)
+        cache: dict = {}
+        srcs = [build_source(s, recipe, cfg, 64, norm_dummy, D, cache) for s in vc.sources]
+        mix = Mixture(srcs, [s.weight for s in vc.sources])
+
+        def vae_loss(model, step, micro):
+            rng, gen = _rng(recipe.seed, D.rank, 0, step, micro)
+            b = mix.sample(rng, vc.batch, 5)
+            rec, mu, logvar = model(b.frames.to(D.device), gen)
+            mse = (rec - b.frames.to(D.device)).pow(2).mean()
+            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
+            return mse + vae.cfg.kl_weight * kl, {"mse": mse.detach()}
+
+        res = train_loop("vae", vae, vae_loss, vc.steps, vc.lr, 50, vdir, D, ema_decay=recipe.ema_decay,
+                         checkpoint_every=recipe.checkpoint_every, samples_per_step=vc.batch, fsdp=False,
+                         stop_after=args.stop_after if args.stop_stage == "vae" else None)
+        if D.main:
+            vae.load_state_dict(res["ema"])
+            save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, final)
+        D.barrier()
+    vae.load_state_dict(load_file(final))
+    vae.eval().requires_grad_(False)
+    scale_file = os.path.join(vdir, "latent.json")
+    if not os.path.isfile(scale_file):
+        from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
+        x, _ = SyntheticPhysicsVideo(PhysicsVideoConfig(size=64, frames=4), seed=123, length=16).batch(list(range(16)))
+        with torch.no_grad():
+            mu, _ = vae.encode(x.flatten(0, 1).unsqueeze(1))
+        scale = float(1.0 / mu.std().clamp_min(1e-3))
+        if D.main:
+            with open(scale_file, "w") as f:
+                json.dump({"latent_scale": scale}, f)
+        D.barrier()
+    with open(scale_file) as f:
+        return json.load(f)["latent_scale"]
+
+
+def run(recipe: RecipeConfig, args) -> dict:
+    D = Dist()
+    torch.manual_seed(recipe.seed)
+    if not D.cuda:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // D.world))
+    cfg = WorldModelConfig.preset(recipe.preset, **recipe.model)
+    if recipe.joint_names and len(recipe.joint_names) != cfg.action_dim:
+        raise ValueError(f"recipe has {len(recipe.joint_names)} joint names, the model acts on {cfg.action_dim}")
+    os.makedirs(recipe.out, exist_ok=True)
+    if D.main:
+        with open(os.path.join(recipe.out, "recipe.json"), "w") as f:
+            json.dump(__import__("dataclasses").asdict(recipe), f, indent=2)
+    parts = build_parts(cfg)
+    cache: dict = {}
+    # normalisation from the stage-III (action) sources
+    act_sources = [s for st in recipe.stages for s in st.sources if s.actions]
+    if act_sources:
+        eps = []
+        for s in act_sources:
+            key = (s.kind, s.path, tuple(s.tasks), s.episodes, s.first_variation)
+            if key not in cache:
+                cache[key] = load_episodes(s, recipe.out, recipe.joint_names, D)
+            eps += cache[key]
+        norm = Normalization.from_episodes(eps)
+    else:
+        J = cfg.proprio_dim
+        norm = Normalization(np.zeros(J), np.ones(J), np.zeros(cfg.action_dim), np.ones(cfg.action_dim))
+    latent_scale = _vae_stage(recipe, parts["vae"], D, args, norm)
+    vae = parts["vae"].to(D.device)
+    tr = WorldModelTrainable(parts, vae, latent_scale)
+    stage_names = [s.name for s in recipe.stages]
+    only = args.only or stage_names
+    results: Dict[str, dict] = {}
+    ema_final = None
+    for si, st in enumerate(recipe.stages):
+        if st.name not in only:
+            continue
+        srcs = [build_source(s, recipe, cfg, st.resolution, norm, D, cache) for s in st.sources]
+        mix = Mixture(srcs, [s.weight for s in st.sources])
+        with_actions = st.objective == "video+action"
+
+        def loss_fn(model, step, micro, st=st, mix=mix, si=si, with_actions=with_actions):
+            rng, gen = _rng(recipe.seed, D.rank, si + 1, step, micro)
+            b = mix.sample(rng, st.batch, st.frames_at(step))
+            return model(b, gen, with_actions, st.anchors)
+
+        res = train_loop(f"stage {st.name}", tr, loss_fn, st.steps, st.lr, st.warmup,
+                         os.path.join(recipe.out, st.name), D, grad_accum=st.grad_accum,
+                         ema_decay=recipe.ema_decay, checkpoint_every=recipe.checkpoint_every,
+                         log_every=recipe.log_every, samples_per_step=st.batch, fsdp=recipe.fsdp,
+                         stop_after=args.stop_after if args.stop_stage == st.name else None)
+        results[st.name] = {"final_loss": float(np.mean(res["losses"][-20:])), "steps": st.steps,
+                            "seconds": res["seconds"]}
+        if D.main:
+            with open(os.path.join(recipe.out, st.name, "losses.json"), "w") as f:
+                json.dump(res["losses"], f)
+        ema_final = res["ema"]
+    if not D.main:
+        D.barrier()
+        return {}
+    # evaluate and export the EMA weights
+    if ema_final is not None:
+        tr.load_state_dict(ema_final)
+    tr.eval()
+    metrics: Dict[str, dict] = {"stages": results, "latent_scale": latent_scale}
+    print("evaluating on held-out data ...")
+    metrics["next_frame"] = eval_next_frame(tr, recipe.stages[0].resolution if recipe.stages else 64)
+    act_srcs = [s for s in act_sources if s.kind == "sim_expert"]
+    if act_srcs and recipe.eval_episodes > 0:
+        from kairos_sim.metaworld_sim import TEST_VARIATIONS
+        held = []
+        for s in act_srcs:
+            hs = SourceConfig(kind="sim_expert", tasks=s.tasks, episodes=max(1, recipe.eval_episodes // max(1, len(s.tasks))),
+                              first_variation=TEST_VARIATIONS, actions=True)
+            held += load_episodes(hs, recipe.out, recipe.joint_names, D, sync=False)
+        metrics["actions"] = eval_actions(tr, held, norm, recipe.stages[-1].resolution)
+    art = os.path.join(recipe.out, "artifact")
+    instr = sorted({e.task for eps in cache.values() for e in eps})
+    save_checkpoint(art, cfg, {"world_model": tr.wm, "vae": vae, "understanding": tr.und}, meta={
+        "joint_names": recipe.joint_names, "latent_scale": latent_scale, **norm.to_dict(),
+        "instructions": instr, "recipe": recipe.name, "stages": [s for s in stage_names if s in only],
+        "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "torch": torch.__version__, "control_dt": 0.1})
+    with open(os.path.join(recipe.out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    _print_metrics(metrics)
+    print(f"artifact: {art}")
+    D.barrier()
+    return metrics
+
+
+def _print_metrics(m: dict) -> None:
+    nf = m["next_frame"]
+    print(f"stage I next-frame PSNR (held-out physics clips): model {nf['next_frame_psnr_db']:.2f} dB, "
+          f"copy-last-frame {nf['copy_last_psnr_db']:.2f} dB (VAE ceiling {nf['vae_ceiling_psnr_db']:.2f} dB)")
+    if "actions" in m:
+        a = m["actions"]
+        print(f"stage III action error (held-out episodes, {a['heldout_episodes']}): model {a['action_mae_rad']:.4f} rad,"
+              f" mean-action baseline {a['mean_action_mae_rad']:.4f} rad")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="kairos train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recipe", help="YAML recipe (training/recipes/*.yaml)")
+    ap.add_argument("--out", help="run directory (overrides the recipe's out)")
+    ap.add_argument("--only", nargs="+", help="train only these stages (e.g. III: the no-curriculum ablation)")
+    ap.add_argument("--vae-from", help="use the VAE of another run directory's vae/ instead of training one")
+    ap.add_argument("--data", help="stage-III LeRobot dataset replacing the recipe's action sources")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML",
+                    help="override top-level recipe keys, e.g. --set seed=1 eval_episodes=0")
+    ap.add_argument("--stop-after", type=int, help="interrupt after this many steps (resume tests)")
+    ap.add_argument("--stop-stage", default=None, help="the stage --stop-after applies to (vae, I, II, III)")
+    args = ap.parse_args(argv)
+    import yaml
+    over = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.out:
+        over["out"] = args.out
+    recipe = load_recipe(args.recipe, over)
+    if args.data:
+        for st in recipe.stages:
+            for s in st.sources:
+                if s.actions:
+                    s.kind, s.path = "lerobot", args.data
+    if args.stop_after is not None and args.stop_stage is None:
+        args.stop_stage = recipe.stages[0].name if recipe.stages else "vae"
+    run(recipe, args)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
