@@ -101,7 +101,8 @@ class MetaWorldSim:
             except AttributeError:
                 pass
         env._set_task_called = True
-        env._freeze_rand_vec = True
+        env._freeze_rand_vec = False      # scenes come from the env's own sampler (with its rejection loops),
+        env.seeded_rand_vec = True        # seeded per variation in reset()
         self.env = env
         self.model, self.data = env.model, env.data
         self.model.vis.quality.shadowsize = 0
@@ -122,8 +123,7 @@ class MetaWorldSim:
     def reset(self, variation: int = 0) -> SimObs:
         """A new episode in scene `variation` (object/goal positions drawn from Meta-World's task
         sampling space with this seed). Variations >= TEST_VARIATIONS are the held-out ones."""
-        rs = self.env._random_reset_space
-        self.env._last_rand_vec = np.random.default_rng(variation).uniform(rs.low, rs.high)
+        self.env.seed(int(variation))
         self._obs_vec, _ = self.env.reset()
         self.steps, self.success = 0, False
         return self.observe()
