@@ -3,14 +3,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export KAIROS_VENV := $(abspath $(VENV))
 
-.PHONY: setup demo test test-fast bench-memory recall clean
+.PHONY: setup demo test test-fast bench-memory recall train-tiny clean
 
 setup:
 	@bash scripts/setup.sh
 
-# The main job. Until the simulated robot lands (issue 6), it is the streaming memory benchmark.
+# The main job: the act node drives the simulated robot over ROS 2 topics (config/sim_act.yaml,
+# the committed artifact artifacts/tiny_button_press), 5 held-out episodes, report in runs/sim_act.
 demo: setup
-	$(PY) bench/memory_scaling.py
+	$(VENV)/bin/kairos sim-act --episodes 5 --report runs/sim_act
+
+# Rebuild the default artifact from scratch: the tiny curriculum (stages I-III), then package it.
+train-tiny: setup
+	$(VENV)/bin/kairos train training/recipes/tiny.yaml
+	$(VENV)/bin/kairos package-artifact runs/tiny/artifact --out artifacts/tiny_button_press --half
 
 # The test suite, as CI runs it (slow tests included).
 test: setup

@@ -24,6 +24,36 @@ from kairos_model.vae import VideoVAE
 from kairos_model.world_model import KairosWorldModel, WorldModelConfig
 
 FORMAT = "kairos-checkpoint-1"
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: str) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_manifest(path: str) -> None:
+    """If `path` has a manifest.json, every file it lists must exist with its sha256, and every
+    weight file present must be listed. Raises ValueError naming the first problem."""
+    mpath = os.path.join(path, MANIFEST)
+    if not os.path.isfile(mpath):
+        return
+    with open(mpath) as f:
+        files = json.load(f).get("files", {})
+    for name, digest in files.items():
+        fp = os.path.join(path, name)
+        if not os.path.isfile(fp):
+            raise ValueError(f"artifact {path!r}: {name} is listed in {MANIFEST} but missing")
+        if sha256_file(fp) != digest:
+            raise ValueError(f"artifact {path!r}: {name} does not match its sha256 in {MANIFEST} "
+                             f"(tampered or truncated); refusing to load it")
+    extra = [f for f in os.listdir(path) if f.endswith(".safetensors") and f not in files]
+    if extra:
+        raise ValueError(f"artifact {path!r}: {extra} are not listed in {MANIFEST}")
 _NESTED = {"memory": HybridMemoryConfig, "und": UnderstandingConfig, "shift": flow.ShiftConfig}
 
 
@@ -67,6 +97,7 @@ def load_checkpoint(path: str, require=("world_model", "vae", "understanding")
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"no checkpoint at {path!r}: {cfg_path} is missing")
+    verify_manifest(path)
     with open(cfg_path) as f:
         doc = json.load(f)
     if doc.get("format") != FORMAT:

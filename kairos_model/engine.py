@@ -112,7 +112,11 @@ class TorchEngine:
         return j
 
     @torch.no_grad()
-    def step(self, obs: Observation, decode_future: bool = False) -> ActionPrediction:
+    def step(self, obs: Observation, decode_future: bool = False, sample: bool = True
+             ) -> Optional[ActionPrediction]:
+        """One control step: the memory takes the frame; with sample=True the action chunk (and the
+        future latents) are sampled from it. sample=False only advances the memory (ticks where the
+        execution strategy still has commands): the memory sees every camera frame, as in training."""
         joints = self._check(obs)
         t = {}
         t0 = time.perf_counter()
@@ -128,6 +132,9 @@ class TorchEngine:
         proprio = torch.from_numpy(self.proprio.normalize(joints)).float().to(self.device).view(1, 1, -1)
         ctx, self.state = self.model.encode_context(z, proprio, und, self.state)
         t["memory_update"] = time.perf_counter()
+        if not sample:
+            self.steps += 1
+            return None
         fut, act = self.model.sample(ctx, torch.tensor([0]), steps=self.sampler_steps, cfg_scale=self.cfg_scale,
                                      generator=self.generator)
         t["sampler"] = time.perf_counter()

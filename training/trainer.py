@@ -258,10 +258,12 @@ def _ensure_sim_dataset(src: SourceConfig, out: str, D: Dist, sync: bool = True)
     path = src.path or os.path.join(out, "data", "_".join(t.replace("-v3", "") for t in src.tasks)[:80]
                                     + f"_{src.episodes}ep_v{src.first_variation}")
     if D.main and not os.path.isfile(os.path.join(path, "meta", "info.json")):
-        from training.collect import collect
+        import subprocess
         shutil.rmtree(path, ignore_errors=True)          # a half-written collection is redone
-        print(f"collecting {src.episodes} expert episodes per task for {src.tasks} into {path}")
-        collect(src.tasks, src.episodes, path, first_variation=src.first_variation)
+        print(f"collecting {src.episodes} expert episodes per task for {src.tasks} into {path}", flush=True)
+        # in a child process: the software GL (Mesa llvmpipe) state then never shares a process with training
+        subprocess.run([sys.executable, "-m", "training.collect", "--tasks", *src.tasks, "--episodes",
+                        str(src.episodes), "--first-variation", str(src.first_variation), "--out", path], check=True)
     if sync:
         D.barrier()
     return path

@@ -159,13 +159,14 @@ class ActCore:
             return self._hold(fault)
         cur = self.current_position()
         pred = None
-        if self.strategy.needs_chunk(self.tick_index):
-            names, pos = self.joints
-            obs = Observation(self.image, reorder(names, pos, self.cfg.model_joint_names), self.instruction)
-            try:
-                pred = self.engine.step(obs)
-            except Exception as e:           # a backend failure must not take the robot down
-                return self._hold(f"backend error: {type(e).__name__}: {e}")
+        names, pos = self.joints
+        obs = Observation(self.image, reorder(names, pos, self.cfg.model_joint_names), self.instruction)
+        need = self.strategy.needs_chunk(self.tick_index)
+        try:                                 # the memory takes every tick's frame; sampling only when needed
+            pred = self.engine.step(obs, sample=need)
+        except Exception as e:               # a backend failure must not take the robot down
+            return self._hold(f"backend error: {type(e).__name__}: {e}")
+        if need:
             chunk = pred.actions[:, [self.cfg.model_joint_names.index(n) for n in self.cfg.joint_names]]
             if not np.isfinite(chunk).all():
                 return self._hold("backend produced non-finite actions")

@@ -81,7 +81,7 @@ def test_backend_errors_hold_instead_of_crashing(engine):
         def reset(self):
             pass
 
-        def step(self, obs):
+        def step(self, obs, sample=True):
             raise RuntimeError("CUDA error: device lost")
 
     c = ActCore(ActConfig(joint_names=MODEL, lower=[-1] * 7, upper=[1] * 7, max_velocity=[1] * 7,
@@ -96,3 +96,15 @@ def test_config_errors():
         ActConfig(joint_names=["a"], lower=[0], upper=[1], max_velocity=[1], strategy="rtc2")
     with pytest.raises(ValueError, match="differ"):
         ActConfig(joint_names=["a"], model_joint_names=["b"], lower=[0], upper=[1], max_velocity=[1])
+
+
+def test_memory_takes_every_frame_but_samples_only_when_a_chunk_is_needed(engine):
+    c = core(engine, strategy="execute_then_replan", execution_horizon=4)
+    sampled = []
+    for k in range(8):
+        feed(c, now=float(k))
+        r = c.tick(float(k))
+        assert r.kind == "trajectory"
+        sampled.append(r.prediction is not None)
+    assert sampled == [True, False, False, False, True, False, False, False]
+    assert engine.steps == 8                      # one memory update per tick, not per chunk
