@@ -150,6 +150,13 @@ class TorchEngine:
         timings = {k: 1e3 * (b - a) for k, a, b in zip(t, stamps[:-1], stamps[1:])}
         return ActionPrediction(actions=actions, future_latents=fut, step=self.steps, timings_ms=timings)
 
+    @torch.no_grad()
+    def decode_future(self, future_latents: torch.Tensor) -> np.ndarray:
+        """Imagined frames: future latents [F, C, h, w] (as in ActionPrediction) -> uint8 [F, H, W, 3],
+        each latent decoded alone (one latent per control step)."""
+        x = self.vae.decode(future_latents.unsqueeze(1).to(self.device) / self.latent_scale)[:, 0]   # [F, 3, H, W]
+        return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
 
 @dataclass
 class LoadedModel:

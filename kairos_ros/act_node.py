@@ -20,13 +20,14 @@ import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.duration import Duration as RosDuration
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from kairos_msgs.msg import ActionChunk
+from kairos_msgs.msg import ActionChunk, ImaginedFuture
 from kairos_msgs.srv import ResetMemory, SetInstruction
 from kairos_ros.core.act_core import ActConfig, ActCore
 from kairos_ros.core.image import ImageError, image_to_rgb
@@ -57,6 +58,7 @@ PARAMETERS = {
     "trajectory_topic": ("joint_trajectory_controller/joint_trajectory", "trajectory_msgs/JointTrajectory output"),
     "forward_topic": ("forward_position_controller/commands", "std_msgs/Float64MultiArray output"),
     "diagnostics_period_s": (1.0, "diagnostics publishing period"),
+    "imagine_every": (1, "publish ImaginedFuture (decoded future frames) every N-th new chunk; 0: never"),
 }
 
 
@@ -101,6 +103,8 @@ class ActNode(LifecycleNode):
         self.traj_pub = self.create_lifecycle_publisher(JointTrajectory, self.p("trajectory_topic"), 10)
         self.fwd_pub = self.create_lifecycle_publisher(Float64MultiArray, self.p("forward_topic"), 10)
         self.chunk_pub = self.create_lifecycle_publisher(ActionChunk, "~/action_chunk", 10)
+        self.future_pub = self.create_lifecycle_publisher(ImaginedFuture, "~/imagined_future", 2)
+        self.chunks_published = 0
         self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self.subs = [
             self.create_subscription(Image, self.p("camera_topic"), self.on_image, qos_profile_sensor_data),
@@ -229,9 +233,12 @@ class ActNode(LifecycleNode):
                 self.get_logger().error(f"holding: {why}")
             if r.kind in ("trajectory", "hold"):
                 self.publish_command(r.positions)
-            if r.prediction is not None:
-                self.publish_chunk(r.prediction)
-            self.latencies.append(time.perf_counter() - t0)
+            chunk_msg = self.publish_chunk(r.prediction) if r.prediction is not None else None
+            self.latencies.append(time.perf_counter() - t0)     # command latency: imagination comes after
+            n = self.p("imagine_every")
+            if chunk_msg is not None and n > 0 and self.chunks_published % n == 0:
+                self.publish_future(r.prediction, chunk_msg)
+            self.chunks_published += chunk_msg is not None
             self.latencies = self.latencies[-1000:]
             self.last_result = r
         except Exception as e:  # never let the worker die silently
@@ -264,6 +271,25 @@ class ActNode(LifecycleNode):
         m.control_step = int(pred.step)
         m.artifact_id = self.artifact_id
         self.chunk_pub.publish(m)
+        return m
+
+    def publish_future(self, pred, chunk_msg):
+        eng = self.core.engine
+        if not hasattr(eng, "decode_future") or pred.future_latents is None or pred.future_latents.numel() == 0:
+            return
+        frames = eng.decode_future(pred.future_latents)                         # [F, H, W, 3] uint8
+        m = ImaginedFuture()
+        m.header.stamp = chunk_msg.header.stamp
+        m.action_chunk = chunk_msg
+        now = self.get_clock().now()
+        dt = self.core.cfg.step_duration
+        for k, f in enumerate(frames):
+            img = Image(height=f.shape[0], width=f.shape[1], encoding="rgb8", step=f.shape[1] * 3, data=f.tobytes())
+            t = now + RosDuration(seconds=(k + 1) * dt)
+            img.header.stamp = t.to_msg()
+            m.frames.append(img)
+            m.stamps.append(t.to_msg())
+        self.future_pub.publish(m)
 
     def publish_diagnostics(self):
         if self.core is None:

@@ -83,6 +83,7 @@ class SimObs:
     hand: np.ndarray         # [3] hand position (m), for metrics
     success: bool
     step: int
+    distance: float = float("nan")   # hand to what the task is about (m): the object, or reach's goal
 
 
 class MetaWorldSim:
@@ -144,8 +145,14 @@ class MetaWorldSim:
     def hand(self) -> np.ndarray:
         return self.data.xpos[self._hand].copy()
 
+    def task_distance(self) -> float:
+        """Distance (m) from the gripper's centre to the task's object (reach: to the goal)."""
+        e = self.env
+        goal = e._target_pos if self.cfg.task.startswith("reach") else e._get_pos_objects()[:3]
+        return float(np.linalg.norm(np.asarray(e.tcp_center) - np.asarray(goal)))
+
     def observe(self) -> SimObs:
-        return SimObs(self.render(), self.joints(), self.hand(), self.success, self.steps)
+        return SimObs(self.render(), self.joints(), self.hand(), self.success, self.steps, self.task_distance())
 
     def forward_hand(self, joints: np.ndarray) -> np.ndarray:
         """Hand position [3] for joint positions [8] (forward kinematics on a scratch copy)."""

@@ -24,8 +24,16 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     if backend != "torch":
         raise ValueError(f"backend {backend!r} is not available yet; this build has: torch")
-    loaded = load_engine(artifact, sampler_steps=sampler_steps)
-    names = loaded.joint_names or JOINT_NAMES
+    import json as _json
+    with open(os.path.join(artifact, "config.json")) as f:
+        fmt = _json.load(f).get("format")
+    if fmt == "kairos-bc-1":
+        from training.baselines.bc import BCEngine
+        engine = BCEngine(artifact)
+        names = engine.joint_names or JOINT_NAMES
+    else:
+        loaded = load_engine(artifact, sampler_steps=sampler_steps)
+        engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
     per_task, lat, frames_by_task = {}, [], {}
     bar = tqdm(total=len(tasks) * episodes, desc="evaluate", unit="ep", disable=not progress)
     for task in tasks:
@@ -34,7 +42,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
                             lower=sim.joint_lower.tolist(), upper=sim.joint_upper.tolist(),
                             max_velocity=[4.0] * 7 + [0.5], control_rate_hz=1 / sim.cfg.control_dt,
                             strategy=strategy, execution_horizon=execution_horizon, instruction=sim.instruction)
-            core = ActCore(cfg, loaded.engine)
+            core = ActCore(cfg, engine)
             res = []
             for e in range(episodes):
                 obs = sim.reset(first_variation + e)

@@ -60,6 +60,7 @@ class SimEpisodes:
         self.follower.clear()
         self.obs = self.sim.reset(self.cfg.first_variation + self.episode)
         self.frames = [self.obs.image]
+        self.distances = [self.obs.distance]
         return self.obs
 
     def command(self, names, times_from_start, positions, stamp_s: float, now_s: float) -> None:
@@ -71,9 +72,12 @@ class SimEpisodes:
         waypoints = np.stack([self.follower.target(now_s + self.dt * (i + 1) / n, cur) for i in range(n)])
         self.obs = self.sim.step(waypoints)
         self.frames.append(self.obs.image)
+        self.distances.append(self.obs.distance)
         if self.obs.success or self.obs.step >= self.cfg.max_steps:
             res = {"event": "end", "episode": self.episode, "variation": self.cfg.first_variation + self.episode,
-                   "success": bool(self.obs.success), "steps": int(self.obs.step), "task": self.cfg.task}
+                   "success": bool(self.obs.success), "steps": int(self.obs.step), "task": self.cfg.task,
+                   "start_distance": self.distances[0], "min_distance": float(np.min(self.distances)),
+                   "final_distance": self.distances[-1]}
             self.results.append(res)
             return self.obs, res
         return self.obs, None

@@ -41,13 +41,14 @@ def test_act_node_commands_holds_and_shuts_down(act_process, ros_context):
     from sensor_msgs.msg import Image, JointState
     from trajectory_msgs.msg import JointTrajectory
 
-    from kairos_msgs.msg import ActionChunk
+    from kairos_msgs.msg import ActionChunk, ImaginedFuture
     from kairos_msgs.srv import ResetMemory, SetInstruction
 
     node = rclpy.create_node("act_test_driver", context=ros_context)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
-    trajs, chunks, diags = [], [], []
+    trajs, chunks, diags, futures = [], [], [], []
+    node.create_subscription(ImaginedFuture, "kairos_act/imagined_future", futures.append, 10)
     node.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory", trajs.append, 10)
     node.create_subscription(ActionChunk, "kairos_act/action_chunk", chunks.append, 10)
     node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
@@ -80,6 +81,13 @@ def test_act_node_commands_holds_and_shuts_down(act_process, ros_context):
     assert pos.shape[1] == 7 and (np.abs(pos) <= 0.3 + 1e-9).all()
     assert t.points[0].time_from_start.nanosec == int(0.1 * 1e9)
     assert chunks[-1].horizon == 8 and len(chunks[-1].positions) == 8 * 7
+    assert spin_until(lambda: futures, 10), "no ImaginedFuture"
+    f = futures[-1]
+    assert len(f.frames) == len(f.stamps) == 2                            # tiny preset: 2 future frames
+    assert (f.frames[0].height, f.frames[0].width, f.frames[0].encoding) == (64, 64, "rgb8")
+    assert len(f.frames[0].data) == 64 * 64 * 3 and f.action_chunk.horizon == 8
+    t_img = [s.sec + s.nanosec * 1e-9 for s in f.stamps]
+    assert 0.09 < t_img[1] - t_img[0] < 0.11                               # one control step apart
 
     # a NaN in the joint state: hold (one point at the last good position) and an ERROR diagnostic
     state["pos"] = [0.1] * 6 + [float("nan")]

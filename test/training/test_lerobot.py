@@ -80,3 +80,19 @@ def test_unfinished_dataset_is_recognised(tmp_path):
     with pytest.raises(FileExistsError):
         w.close()
         LeRobotWriter(str(tmp_path / "ds"), fps=10, state_names=NAMES, action_names=NAMES)
+
+
+def test_video_folder_source_reads_captions_and_refuses_a_truncated_file(tmp_path):
+    from training.data.lerobot import write_video
+    from training.data.sources import VideoFolderSource
+    frames = np.zeros((12, 48, 48, 3), np.uint8)
+    frames[:, :, :, 1] = np.arange(12)[:, None, None] * 20
+    write_video(str(tmp_path / "v" / "a.mp4"), frames, fps=10)
+    (tmp_path / "v" / "a.txt").write_text("a green fade")
+    src = VideoFolderSource(str(tmp_path / "v"), size=64, proprio_dim=8)
+    b = src.sample(np.random.default_rng(0), batch=2, frames=5)
+    assert b.frames.shape == (2, 5, 3, 64, 64) and b.texts == ["a green fade"] * 2 and b.actions is None
+    data = (tmp_path / "v" / "a.mp4").read_bytes()
+    (tmp_path / "v" / "b.mp4").write_bytes(data[: len(data) // 4])
+    with pytest.raises(DatasetError):
+        VideoFolderSource(str(tmp_path / "v"), size=64, proprio_dim=8)

@@ -1,0 +1,52 @@
+"""The main job's graph end to end with real rclpy and DDS, each node in its own process as on a
+robot: `sim_robot` (the simulated Sawyer) and `act_node` (configured and activated by `kairos act`)
+with the committed artifact; this test listens to the sim's episode events. The arm must move
+toward the button (distance falls), nothing crashes, and both processes shut down cleanly."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.mark.timeout(300)
+def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path):
+    import rclpy
+    from std_msgs.msg import String
+    env = {**os.environ, "ROS_DOMAIN_ID": str(ros_context.get_domain_id()), "PYTHONUNBUFFERED": "1"}
+    act = subprocess.Popen([os.path.join(BIN, "kairos"), "act", "--config", "config/sim_act.yaml"],
+                           stdout=open(tmp_path / "act.log", "w"), stderr=subprocess.STDOUT, env=env)
+    sim = subprocess.Popen([os.path.join(BIN, "sim_robot"), "--ros-args", "--params-file", "config/sim_act.yaml",
+                            "-p", "episodes:=1", "-p", "max_steps:=25"],
+                           stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=env)
+    node = rclpy.create_node("e2e_listener", context=ros_context)
+    events = []
+    node.create_subscription(String, "/sim_robot/episode", lambda m: events.append(json.loads(m.data)), 10)
+    ex = rclpy.executors.SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    try:
+        t0 = time.time()
+        while time.time() - t0 < 240 and not any(e["event"] == "end" for e in events):
+            ex.spin_once(timeout_sec=0.1)
+            assert act.poll() is None, (tmp_path / "act.log").read_text()[-3000:]
+            assert sim.poll() is None, (tmp_path / "sim.log").read_text()[-3000:]
+        end = [e for e in events if e["event"] == "end"]
+        assert end, "no episode ended: " + (tmp_path / "sim.log").read_text()[-2000:]
+        e = end[0]
+        assert e["min_distance"] < 0.6 * e["start_distance"], e
+    finally:
+        for p in (act, sim):
+            p.send_signal(signal.SIGINT)
+        rc = [p.wait(timeout=30) for p in (act, sim)]
+        ex.shutdown()
+        node.destroy_node()
+    logs = (tmp_path / "act.log").read_text() + (tmp_path / "sim.log").read_text()
+    assert "Traceback" not in logs, logs[-3000:]
+    assert rc == [0, 0], (rc, logs[-3000:])
+

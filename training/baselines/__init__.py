@@ -1,0 +1,1 @@
+"""Plain baselines measured in the same harness as the world model."""

@@ -1,0 +1,163 @@
+"""A plain behaviour-cloning baseline: small CNN over the camera frame + MLP with the joint state ->
+the action chunk [H, A] directly (MSE on normalised actions). Trained on the same LeRobot
+demonstrations for a wall-clock budget, and run by the same ActCore as the world model (it has the
+engine interface: reset(), step(observation, sample) -> ActionPrediction).
+
+    kairos train-bc --data runs/tiny/data/button-press-topdown_40ep_v0 --minutes 5 --out runs/bc
+    kairos evaluate --artifact runs/bc --tasks button-press-topdown-v3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import List
+
+import numpy as np
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+FORMAT = "kairos-bc-1"
+
+
+@dataclass
+class BCConfig:
+    """image_size: input side. channels: CNN widths. hidden: MLP width. horizon / action_dim /
+    proprio_dim: the chunk and joint sizes. joint_names: the action order."""
+    image_size: int = 64
+    channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    hidden: int = 256
+    horizon: int = 8
+    action_dim: int = 8
+    proprio_dim: int = 8
+    joint_names: List[str] = field(default_factory=list)
+
+
+class BCPolicy(nn.Module):
+    """image [B, 3, S, S] in [0, 1], proprio [B, J] (normalised) -> chunk [B, H, A] (normalised)."""
+
+    def __init__(self, cfg: BCConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers, c_in = [], 3
+        for c in cfg.channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
+            c_in = c
+        self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.mlp = nn.Sequential(nn.Linear(c_in * 4 + cfg.proprio_dim, cfg.hidden), nn.SiLU(),
+                                 nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
+                                 nn.Linear(cfg.hidden, cfg.horizon * cfg.action_dim))
+
+    def forward(self, image, proprio):
+        h = torch.cat([self.cnn(image * 2 - 1), proprio], dim=1)
+        return self.mlp(h).view(-1, self.cfg.horizon, self.cfg.action_dim)
+
+
+class BCEngine:
+    """The engine interface over a BC policy (no memory: each step sees only the current frame)."""
+    backend = "torch-bc"
+
+    def __init__(self, path: str):
+        with open(os.path.join(path, "config.json")) as f:
+            doc = json.load(f)
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a BC baseline (format {doc.get('format')!r})")
+        self.cfg = BCConfig(**doc["config"])
+        self.policy = BCPolicy(self.cfg)
+        self.policy.load_state_dict(load_file(os.path.join(path, "policy.safetensors")))
+        self.policy.eval()
+        n = doc["normalization"]
+        self.pm, self.ps = np.array(n["proprio"]["mean"]), np.array(n["proprio"]["std"])
+        self.am, self.as_ = np.array(n["actions"]["mean"]), np.array(n["actions"]["std"])
+        self.image_size = (self.cfg.image_size, self.cfg.image_size)
+        self.joint_names = self.cfg.joint_names
+        self.steps = 0
+
+    def reset(self):
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, obs, decode_future: bool = False, sample: bool = True):
+        from kairos_model.engine import ActionPrediction
+        self.steps += 1
+        if not sample:
+            return None
+        img = torch.from_numpy(obs.image_hwc).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        j = torch.from_numpy((np.asarray(obs.joints) - self.pm) / self.ps).float().unsqueeze(0)
+        t0 = time.perf_counter()
+        a = self.policy(img, j)[0].double().numpy() * self.as_ + self.am
+        return ActionPrediction(a, torch.zeros(0), self.steps, {"policy": 1e3 * (time.perf_counter() - t0)})
+
+
+def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, lr: float = 1e-3,
+             seed: int = 0, max_episodes: int = 0, horizon: int = 8) -> dict:
+    from training.data.lerobot import JointMapping, LeRobotDataset
+    from training.data.sources import EpisodeSource, Normalization
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    eps = list(LeRobotDataset(data, mapping=JointMapping(joint_names)))
+    if max_episodes:
+        eps = eps[:max_episodes]
+    norm = Normalization.from_episodes(eps)
+    cfg = BCConfig(horizon=horizon, action_dim=len(joint_names), proprio_dim=len(joint_names),
+                   joint_names=list(joint_names))
+    src = EpisodeSource(eps, cfg.image_size, horizon, norm, True)
+    frames = torch.cat([f for f in src.frames])                                      # [N, 3, S, S]
+    states, chunks = [], []
+    for i, e in enumerate(eps):
+        T = len(e.state)
+        _, st, ch, _, _ = src.clip(i, T)
+        states.append(st)
+        chunks.append(ch)
+    states = torch.from_numpy(np.concatenate(states)).float()
+    chunks = torch.from_numpy(np.concatenate(chunks)).float()
+    pol = BCPolicy(cfg)
+    opt = torch.optim.AdamW(pol.parameters(), lr=lr, weight_decay=1e-4)
+    t0, step, losses = time.time(), 0, []
+    bar = tqdm(desc="train bc", unit="step")
+    while time.time() - t0 < minutes * 60:
+        idx = torch.from_numpy(rng.integers(0, len(frames), batch))
+        img = frames[idx]
+        shift = rng.integers(-4, 5, 2)                                # random-shift augmentation
+        img = torch.roll(img, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
+        loss = (pol(img, states[idx]) - chunks[idx]).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    bar.close()
+    os.makedirs(out, exist_ok=True)
+    save_file(pol.state_dict(), os.path.join(out, "policy.safetensors"))
+    doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm.to_dict(), "data": data,
+           "episodes": len(eps), "steps": step, "minutes": minutes, "final_loss": float(np.mean(losses[-50:]))}
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+    return doc
+
+
+def main(argv=None) -> int:
+    from kairos_sim.metaworld_sim import JOINT_NAMES
+    ap = argparse.ArgumentParser(prog="kairos train-bc", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="LeRobot dataset (kairos collect)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
+    ap.add_argument("--episodes", type=int, default=0, help="use only the first N episodes (0: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    doc = train_bc(args.data, args.out, args.minutes, JOINT_NAMES, seed=args.seed, max_episodes=args.episodes)
+    print(f"BC baseline: {doc['steps']} steps in {args.minutes} min on {doc['episodes']} episodes, final loss "
+          f"{doc['final_loss']:.4f}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
