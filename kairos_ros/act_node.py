@@ -23,14 +23,14 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration as RosDuration
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from kairos_msgs.msg import ActionChunk, ImaginedFuture
 from kairos_msgs.srv import ResetMemory, SetInstruction
 from kairos_ros.core.act_core import ActConfig, ActCore
-from kairos_ros.core.image import ImageError, image_to_rgb
+from kairos_ros.core.image import ImageError, decode_compressed, image_to_rgb
 
 PARAMETERS = {
     # name: (default, description)
@@ -58,6 +58,8 @@ PARAMETERS = {
     "trajectory_topic": ("joint_trajectory_controller/joint_trajectory", "trajectory_msgs/JointTrajectory output"),
     "forward_topic": ("forward_position_controller/commands", "std_msgs/Float64MultiArray output"),
     "diagnostics_period_s": (1.0, "diagnostics publishing period"),
+    "sync_tolerance_s": (0.05, "pair camera and joints by header stamp within this (0: newest of each)"),
+    "camera_transport": ("raw", "raw (sensor_msgs/Image on camera_topic) | compressed (CompressedImage on camera_topic/compressed)"),
     "imagine_every": (1, "publish ImaginedFuture (decoded future frames) every N-th new chunk; 0: never"),
 }
 
@@ -91,7 +93,8 @@ class ActNode(LifecycleNode):
                             max_velocity=list(self.p("max_velocity")), control_rate_hz=self.p("control_rate_hz"),
                             strategy=self.p("strategy"), execution_horizon=self.p("execution_horizon"),
                             ensemble_decay=self.p("ensemble_decay"), image_max_age_s=self.p("image_max_age_s"),
-                            joints_max_age_s=self.p("joints_max_age_s"), instruction=self.p("instruction"))
+                            joints_max_age_s=self.p("joints_max_age_s"), instruction=self.p("instruction"),
+                            sync_tolerance_s=self.p("sync_tolerance_s"))
             engine = self._load_engine(cfg)
             self.core = ActCore(cfg, engine)
         except Exception as e:
@@ -107,7 +110,9 @@ class ActNode(LifecycleNode):
         self.chunks_published = 0
         self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self.subs = [
-            self.create_subscription(Image, self.p("camera_topic"), self.on_image, qos_profile_sensor_data),
+            (self.create_subscription(CompressedImage, self.p("camera_topic") + "/compressed", self.on_compressed,
+                                      qos_profile_sensor_data) if self.p("camera_transport") == "compressed" else
+             self.create_subscription(Image, self.p("camera_topic"), self.on_image, qos_profile_sensor_data)),
             self.create_subscription(JointState, self.p("joint_states_topic"), self.on_joints, qos_profile_sensor_data),
             self.create_subscription(String, self.p("instruction_topic"), lambda m: self.core.set_instruction(m.data), 10),
         ]
@@ -196,13 +201,22 @@ class ActNode(LifecycleNode):
             return
         try:
             rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-            self.core.set_image(rgb, self.now_s())
+            self.core.set_image(rgb, self.now_s(), header_stamp=_stamp_s(msg.header.stamp))
+        except ImageError as e:
+            self.core.set_image(None, self.now_s(), error=str(e))
+
+    def on_compressed(self, msg: CompressedImage):
+        if self.core is None:
+            return
+        try:
+            rgb = decode_compressed(msg.format, msg.data)
+            self.core.set_image(rgb, self.now_s(), header_stamp=_stamp_s(msg.header.stamp))
         except ImageError as e:
             self.core.set_image(None, self.now_s(), error=str(e))
 
     def on_joints(self, msg: JointState):
         if self.core is not None:
-            self.core.set_joints(msg.name, msg.position, self.now_s())
+            self.core.set_joints(msg.name, msg.position, self.now_s(), header_stamp=_stamp_s(msg.header.stamp))
 
     def on_reset(self, req, resp):
         with self.busy:

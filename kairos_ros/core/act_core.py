@@ -8,6 +8,7 @@ cause is reported once until it clears (the node logs it and puts it in diagnost
 """
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
@@ -27,7 +28,8 @@ class ActConfig:
     per second; step_duration: seconds between chunk steps (one tick). strategy:
     'execute_then_replan' or 'temporal_ensemble'. image_max_age_s / joints_max_age_s: staleness
     limits. lower / upper / max_velocity: joint limits in the robot's order. instruction: the
-    initial task."""
+    initial task. sync_tolerance_s: the camera frame is paired with the joint state whose header
+    stamp is nearest to its own; farther apart than this, the node holds (0: use the newest)."""
     joint_names: List[str]
     lower: List[float]
     upper: List[float]
@@ -40,6 +42,7 @@ class ActConfig:
     image_max_age_s: float = 0.5
     joints_max_age_s: float = 0.5
     instruction: str = ""
+    sync_tolerance_s: float = 0.05
 
     def __post_init__(self):
         if self.strategy not in ("execute_then_replan", "temporal_ensemble"):
@@ -81,12 +84,16 @@ class ActCore:
         self.image_error: Optional[str] = None
         self.joints = None
         self.joints_stamp = -math.inf
+        self.image_header: Optional[float] = None
+        self.joint_history = collections.deque(maxlen=64)   # (header stamp, names, positions)
         self.tick_index = 0
         self.active_faults: set = set()
         self.last_good_position: Optional[np.ndarray] = None
 
     # -- inputs (called from subscriber callbacks: cheap) -----------------------------------------
-    def set_image(self, rgb_hwc: Optional[np.ndarray], stamp: float, error: Optional[str] = None) -> None:
+    def set_image(self, rgb_hwc: Optional[np.ndarray], stamp: float, error: Optional[str] = None,
+                  header_stamp: Optional[float] = None) -> None:
+        """stamp: when it arrived (staleness); header_stamp: when it was taken (pairing), if known."""
         if error is not None:
             self.image_error = error
             return
@@ -96,13 +103,25 @@ class ActCore:
                 raise ImageError(f"model input {size} is not square")
             self.image = resize_rgb(rgb_hwc, size[0])
             self.image_stamp = stamp
+            self.image_header = header_stamp if header_stamp else None
             self.image_error = None
         except ImageError as e:
             self.image_error = str(e)
 
-    def set_joints(self, names: Sequence[str], positions: Sequence[float], stamp: float) -> None:
+    def set_joints(self, names: Sequence[str], positions: Sequence[float], stamp: float,
+                   header_stamp: Optional[float] = None) -> None:
         self.joints = (list(names), [float(p) for p in positions])
         self.joints_stamp = stamp
+        if header_stamp:
+            self.joint_history.append((header_stamp, self.joints))
+
+    def paired_joints(self):
+        """The joint state to pair with the current frame: the one whose header stamp is nearest the
+        image's (when both carry stamps and pairing is on), else the newest. Returns (joints, gap_s)."""
+        if self.cfg.sync_tolerance_s <= 0 or self.image_header is None or not self.joint_history:
+            return self.joints, 0.0
+        stamp, joints = min(self.joint_history, key=lambda h: abs(h[0] - self.image_header))
+        return joints, abs(stamp - self.image_header)
 
     def set_instruction(self, text: str) -> None:
         self.instruction = text
@@ -128,6 +147,13 @@ class ActCore:
             return f"camera image is {now - self.image_stamp:.3f} s old (max {self.cfg.image_max_age_s} s)"
         if not self.instruction:
             return "no instruction set"
+        joints, gap = self.paired_joints()
+        if gap > self.cfg.sync_tolerance_s:
+            return (f"camera frame and nearest joint state are {gap:.3f} s apart "
+                    f"(sync_tolerance_s {self.cfg.sync_tolerance_s})")
+        bad = check_joint_state(self.cfg.joint_names, joints[0], joints[1], math.inf, 0.0)
+        if bad:
+            return f"paired joint state: {bad}"
         return None
 
     def current_position(self) -> Optional[np.ndarray]:
@@ -159,7 +185,7 @@ class ActCore:
             return self._hold(fault)
         cur = self.current_position()
         pred = None
-        names, pos = self.joints
+        names, pos = self.paired_joints()[0]
         obs = Observation(self.image, reorder(names, pos, self.cfg.model_joint_names), self.instruction)
         need = self.strategy.needs_chunk(self.tick_index)
         try:                                 # the memory takes every tick's frame; sampling only when needed

@@ -30,6 +30,20 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data, is_big
     return np.ascontiguousarray(img[..., list(order)])
 
 
+def decode_compressed(fmt: str, data) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png, as image_transport's compressed plugin writes)
+    -> [H, W, 3] uint8 RGB, through Pillow."""
+    import io
+    from PIL import Image, UnidentifiedImageError
+    if not any(k in fmt.lower() for k in ("jpeg", "jpg", "png")):
+        raise ImageError(f"compressed image format {fmt!r} is not supported (jpeg or png)")
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as im:
+            return np.asarray(im.convert("RGB")).copy()
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageError(f"compressed image ({fmt}) cannot be decoded: {e}") from e
+
+
 def resize_rgb(img_hwc: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop to a square and resize (area averaging / nearest) to size x size. uint8 in and out."""
     h, w, _ = img_hwc.shape

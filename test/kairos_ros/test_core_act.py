@@ -108,3 +108,17 @@ def test_memory_takes_every_frame_but_samples_only_when_a_chunk_is_needed(engine
         sampled.append(r.prediction is not None)
     assert sampled == [True, False, False, False, True, False, False, False]
     assert engine.steps == 8                      # one memory update per tick, not per chunk
+
+
+def test_frames_pair_with_the_joint_state_nearest_in_time(engine):
+    c = core(engine, sync_tolerance_s=0.05)
+    img = np.full((64, 64, 3), 100, np.uint8)
+    for k, pos in enumerate((0.10, 0.20, 0.30)):              # joint states taken at 10.0, 10.1, 10.2 s
+        c.set_joints(MODEL, [pos] * 7, 10.2, header_stamp=10.0 + 0.1 * k)
+    c.set_image(img, 10.2, header_stamp=10.11)                # the frame was taken at 10.11 s
+    joints, gap = c.paired_joints()
+    assert joints[1] == [0.20] * 7 and abs(gap - 0.01) < 1e-9
+    assert c.tick(10.2).kind == "trajectory"
+    c.set_image(img, 10.2, header_stamp=10.40)                # 0.2 s after the newest joint state
+    r = c.tick(10.2)
+    assert r.kind == "hold" and "apart" in r.reason

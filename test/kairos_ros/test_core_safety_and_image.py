@@ -76,3 +76,25 @@ def test_resize_crops_centre_and_averages():
     out = resize_rgb(img, 4)
     assert out.shape == (4, 4, 3) and (out == 200).all()
     assert resize_rgb(np.zeros((5, 7, 3), np.uint8), 3).shape == (3, 3, 3)
+
+
+def test_compressed_images_decode_and_garbage_is_an_image_error():
+    import io
+
+    import pytest
+    from PIL import Image
+
+    from kairos_ros.core.image import ImageError, decode_compressed
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[:, :16, 0] = 255
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    out = decode_compressed("rgb8; png compressed bgr8", buf.getvalue())
+    np.testing.assert_array_equal(out, rgb)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=95)
+    assert np.abs(decode_compressed("jpeg", buf.getvalue()).astype(int) - rgb).mean() < 6
+    with pytest.raises(ImageError, match="cannot be decoded"):
+        decode_compressed("jpeg", b"not a jpeg")
+    with pytest.raises(ImageError, match="not supported"):
+        decode_compressed("tiff", b"")

@@ -49,7 +49,7 @@ def test_recipe_rejects_unknown_keys_and_bad_objectives():
 
 
 def test_the_shipped_recipes_parse():
-    for f in ("training/recipes/tiny.yaml",):
+    for f in ("training/recipes/tiny.yaml", "training/recipes/mt10.yaml"):
         r = load_recipe(f)
         assert [s.name for s in r.stages] == ["I", "II", "III"]
         assert r.stages[-1].objective == "video+action"
