@@ -112,11 +112,13 @@ class TorchEngine:
         return j
 
     @torch.no_grad()
-    def step(self, obs: Observation, decode_future: bool = False, sample: bool = True
-             ) -> Optional[ActionPrediction]:
+    def step(self, obs: Observation, decode_future: bool = False, sample: bool = True,
+             action_prefix: Optional[np.ndarray] = None) -> Optional[ActionPrediction]:
         """One control step: the memory takes the frame; with sample=True the action chunk (and the
         future latents) are sampled from it. sample=False only advances the memory (ticks where the
-        execution strategy still has commands): the memory sees every camera frame, as in training."""
+        execution strategy still has commands): the memory sees every camera frame, as in training.
+        action_prefix [d, A] (model joint order, robot units): the chunk's first d steps are fixed
+        to these (real-time chunking) and the rest is sampled consistent with them."""
         joints = self._check(obs)
         t = {}
         t0 = time.perf_counter()
@@ -135,8 +137,12 @@ class TorchEngine:
         if not sample:
             self.steps += 1
             return None
+        prefix = None
+        if action_prefix is not None:
+            prefix = torch.from_numpy(self.actions.normalize(np.asarray(action_prefix))).float()
+            prefix = prefix.to(self.device).view(1, 1, *prefix.shape)
         fut, act = self.model.sample(ctx, torch.tensor([0]), steps=self.sampler_steps, cfg_scale=self.cfg_scale,
-                                     generator=self.generator)
+                                     generator=self.generator, action_prefix=prefix)
         t["sampler"] = time.perf_counter()
         actions = self.actions.denormalize(act[0, 0].double().cpu().numpy())
         t["postprocess"] = time.perf_counter()

@@ -466,9 +466,14 @@ class KairosWorldModel(nn.Module):
     # -- sampling --------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, ctx: Context, anchors: torch.Tensor, steps: int = 10, with_actions: bool = True,
-               cfg_scale: float = 1.0, generator: Optional[torch.Generator] = None):
+               cfg_scale: float = 1.0, generator: Optional[torch.Generator] = None,
+               action_prefix: Optional[torch.Tensor] = None):
         """Euler-sample future latents [B, P, F, C, h, w] and actions [B, P, H, A] (or None) from noise,
-        with `steps` steps of the shifted schedule and classifier-free guidance on the instruction."""
+        with `steps` steps of the shifted schedule and classifier-free guidance on the instruction.
+
+        action_prefix [B, P, d, A] (d < H): the first d actions are known (real-time chunking); they
+        are inpainted: after every step they are reset to the noisy version of the prefix at the
+        current noise level, so the rest of the chunk is generated consistent with them."""
         cfg = self.cfg
         B, P = ctx.obs.shape[0], anchors.shape[0]
         dev, dt = ctx.obs.device, ctx.obs.dtype
@@ -477,6 +482,14 @@ class KairosWorldModel(nn.Module):
         act = (torch.randn(B, P, cfg.action_horizon, cfg.action_dim, generator=generator).to(dev, dt)
                if with_actions else None)
         sigmas = flow.sigma_schedule(steps, self.shift_factor()).to(dev)
+        d = 0 if (action_prefix is None or act is None) else action_prefix.shape[2]
+        if d:
+            if d >= cfg.action_horizon or action_prefix.shape[-1] != cfg.action_dim:
+                raise ValueError(f"action_prefix must be [B, P, d < {cfg.action_horizon}, {cfg.action_dim}], "
+                                 f"got {tuple(action_prefix.shape)}")
+            prefix = action_prefix.to(dev, dt)
+            eps_prefix = act[:, :, :d].clone()
+            act[:, :, :d] = flow.interpolate(prefix, eps_prefix, sigmas[0].to(dt))
         for s, s_next in zip(sigmas[:-1], sigmas[1:]):
             sig = s.expand(B, P).to(dt)
             vf, va = self.velocity(ctx, anchors, fut, act, sig)
@@ -488,6 +501,8 @@ class KairosWorldModel(nn.Module):
             fut = fut + (s_next - s).to(dt) * vf
             if act is not None:
                 act = act + (s_next - s).to(dt) * va
+                if d:
+                    act[:, :, :d] = flow.interpolate(prefix, eps_prefix, s_next.to(dt))
         return fut, act
 
 

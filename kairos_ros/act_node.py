@@ -43,7 +43,8 @@ PARAMETERS = {
     "upper": ([3.14], "upper position limit per joint (robot order)"),
     "max_velocity": ([1.0], "largest joint speed per joint, units/s"),
     "control_rate_hz": (10.0, "control ticks per second; one chunk step per tick"),
-    "strategy": ("execute_then_replan", "execute_then_replan | temporal_ensemble"),
+    "strategy": ("execute_then_replan", "execute_then_replan | temporal_ensemble | real_time_chunking"),
+    "rtc_delay": (1, "real_time_chunking: chunk steps that run while the next chunk is computed (inpainted)"),
     "execution_horizon": (4, "chunk steps executed before replanning (execute_then_replan)"),
     "ensemble_decay": (0.01, "weight decay per tick of age (temporal_ensemble)"),
     "image_max_age_s": (0.5, "hold if the newest camera image is older than this"),
@@ -94,7 +95,7 @@ class ActNode(LifecycleNode):
                             strategy=self.p("strategy"), execution_horizon=self.p("execution_horizon"),
                             ensemble_decay=self.p("ensemble_decay"), image_max_age_s=self.p("image_max_age_s"),
                             joints_max_age_s=self.p("joints_max_age_s"), instruction=self.p("instruction"),
-                            sync_tolerance_s=self.p("sync_tolerance_s"))
+                            sync_tolerance_s=self.p("sync_tolerance_s"), rtc_delay=self.p("rtc_delay"))
             engine = self._load_engine(cfg)
             self.core = ActCore(cfg, engine)
         except Exception as e:

@@ -16,9 +16,12 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from kairos_model.engine import Observation
-from kairos_ros.core.chunking import ExecuteThenReplan, TemporalEnsemble
+from kairos_ros.core.chunking import ExecuteThenReplan, RealTimeChunking, TemporalEnsemble
 from kairos_ros.core.image import ImageError, resize_rgb
 from kairos_ros.core.safety import JointLimits, check_joint_state, reorder
+
+
+STRATEGIES = ("execute_then_replan", "temporal_ensemble", "real_time_chunking")
 
 
 @dataclass
@@ -43,10 +46,11 @@ class ActConfig:
     joints_max_age_s: float = 0.5
     instruction: str = ""
     sync_tolerance_s: float = 0.05
+    rtc_delay: int = 1
 
     def __post_init__(self):
-        if self.strategy not in ("execute_then_replan", "temporal_ensemble"):
-            raise ValueError(f"strategy must be 'execute_then_replan' or 'temporal_ensemble', got {self.strategy!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if not self.model_joint_names:
             self.model_joint_names = list(self.joint_names)
         if sorted(self.model_joint_names) != sorted(self.joint_names):
@@ -76,8 +80,10 @@ class ActCore:
     def __init__(self, cfg: ActConfig, engine):
         self.cfg, self.engine = cfg, engine
         self.limits = JointLimits(cfg.joint_names, cfg.lower, cfg.upper, cfg.max_velocity)
-        self.strategy = (ExecuteThenReplan(cfg.execution_horizon) if cfg.strategy == "execute_then_replan"
-                         else TemporalEnsemble(cfg.ensemble_decay))
+        self.strategy = {"execute_then_replan": lambda: ExecuteThenReplan(cfg.execution_horizon),
+                         "temporal_ensemble": lambda: TemporalEnsemble(cfg.ensemble_decay),
+                         "real_time_chunking": lambda: RealTimeChunking(cfg.execution_horizon, cfg.rtc_delay),
+                         }[cfg.strategy]()
         self.instruction = cfg.instruction
         self.image = None
         self.image_stamp = -math.inf
@@ -188,8 +194,13 @@ class ActCore:
         names, pos = self.paired_joints()[0]
         obs = Observation(self.image, reorder(names, pos, self.cfg.model_joint_names), self.instruction)
         need = self.strategy.needs_chunk(self.tick_index)
+        kw = {}
+        if need and isinstance(self.strategy, RealTimeChunking):
+            pre = self.strategy.prefix(self.tick_index)                # [d, J] robot order, or None
+            if pre is not None:
+                kw["action_prefix"] = pre[:, [self.cfg.joint_names.index(n) for n in self.cfg.model_joint_names]]
         try:                                 # the memory takes every tick's frame; sampling only when needed
-            pred = self.engine.step(obs, sample=need)
+            pred = self.engine.step(obs, sample=need, **kw)
         except Exception as e:               # a backend failure must not take the robot down
             return self._hold(f"backend error: {type(e).__name__}: {e}")
         if need:

@@ -3,7 +3,10 @@
 - ExecuteThenReplan: run the first `execution_horizon` steps of a chunk, then ask for a new one.
 - TemporalEnsemble: every tick, average the predictions that all still-valid chunks make for this
   tick, weighted exp(-k * age) as in ACT (older chunks count less for k > 0).
-Both take chunks as [H, J] arrays stamped with the tick they start at.
+- RealTimeChunking: execute-then-replan whose next chunk is conditioned on the part of the current
+  one that runs while it is computed (`delay` ticks): the sampler inpaints those steps (the
+  "hard" variant of real-time chunking, Black et al. 2025), so consecutive chunks join without a jump.
+All take chunks as [H, J] arrays stamped with the tick they start at.
 """
 from __future__ import annotations
 
@@ -36,6 +39,23 @@ class ExecuteThenReplan:
 
     def reset(self) -> None:
         self.chunk = None
+
+
+class RealTimeChunking(ExecuteThenReplan):
+    def __init__(self, execution_horizon: int, delay: int = 1):
+        super().__init__(execution_horizon)
+        if not 0 <= delay < execution_horizon:
+            raise ValueError(f"delay must be in [0, execution_horizon), got {delay}")
+        self.delay = delay
+
+    def prefix(self, tick: int) -> Optional[np.ndarray]:
+        """[d, J]: the current chunk's commands for the `delay` ticks from `tick` (None if not covered)."""
+        if self.chunk is None or self.delay == 0:
+            return None
+        i = tick - self.start
+        if i < 0 or i + self.delay > len(self.chunk):
+            return None
+        return self.chunk[i:i + self.delay]
 
 
 class TemporalEnsemble:

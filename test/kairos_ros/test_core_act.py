@@ -122,3 +122,18 @@ def test_frames_pair_with_the_joint_state_nearest_in_time(engine):
     c.set_image(img, 10.2, header_stamp=10.40)                # 0.2 s after the newest joint state
     r = c.tick(10.2)
     assert r.kind == "hold" and "apart" in r.reason
+
+
+def test_real_time_chunking_joins_chunks_without_a_jump(engine):
+    c = core(engine, strategy="real_time_chunking", execution_horizon=3, rtc_delay=1)
+    preds = {}
+    for k in range(7):
+        feed(c, now=float(k))
+        r = c.tick(float(k))
+        assert r.kind == "trajectory"
+        if r.prediction is not None:
+            preds[k] = r.prediction.actions                       # [H, J] model order, before limits
+    assert sorted(preds) == [0, 3, 6]
+    # the tick-3 chunk starts with exactly what the tick-0 chunk said for tick 3, and so on
+    np.testing.assert_allclose(preds[3][0], preds[0][3], atol=1e-5)
+    np.testing.assert_allclose(preds[6][0], preds[3][3], atol=1e-5)
