@@ -42,6 +42,7 @@ PARAMETERS = {
     "lower": ([-3.14], "lower position limit per joint (robot order)"),
     "upper": ([3.14], "upper position limit per joint (robot order)"),
     "max_velocity": ([1.0], "largest joint speed per joint, units/s"),
+    "urdf": ("", "URDF file: when set, lower/upper/max_velocity come from its <limit> tags"),
     "control_rate_hz": (10.0, "control ticks per second; one chunk step per tick"),
     "strategy": ("execute_then_replan", "execute_then_replan | temporal_ensemble | real_time_chunking"),
     "rtc_delay": (1, "real_time_chunking: chunk steps that run while the next chunk is computed (inpainted)"),
@@ -88,10 +89,13 @@ class ActNode(LifecycleNode):
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
+            lower, upper, vel = list(self.p("lower")), list(self.p("upper")), list(self.p("max_velocity"))
+            if self.p("urdf"):
+                from kairos_ros.core.urdf import urdf_limits
+                lower, upper, vel = urdf_limits(self.p("urdf"), list(self.p("joint_names")))
             cfg = ActConfig(joint_names=list(self.p("joint_names")),
                             model_joint_names=[n for n in self.p("model_joint_names") if n],
-                            lower=list(self.p("lower")), upper=list(self.p("upper")),
-                            max_velocity=list(self.p("max_velocity")), control_rate_hz=self.p("control_rate_hz"),
+                            lower=lower, upper=upper, max_velocity=vel, control_rate_hz=self.p("control_rate_hz"),
                             strategy=self.p("strategy"), execution_horizon=self.p("execution_horizon"),
                             ensemble_decay=self.p("ensemble_decay"), image_max_age_s=self.p("image_max_age_s"),
                             joints_max_age_s=self.p("joints_max_age_s"), instruction=self.p("instruction"),

@@ -98,3 +98,22 @@ def test_compressed_images_decode_and_garbage_is_an_image_error():
         decode_compressed("jpeg", b"not a jpeg")
     with pytest.raises(ImageError, match="not supported"):
         decode_compressed("tiff", b"")
+
+
+URDF = """<robot name="arm">
+  <joint name="j1" type="revolute"><limit lower="-1.5" upper="1.5" velocity="2.0" effort="10"/></joint>
+  <joint name="j2" type="prismatic"><limit lower="0" upper="0.04" velocity="0.1" effort="5"/></joint>
+  <joint name="j3" type="continuous"><limit velocity="3.0" effort="1"/></joint>
+  <joint name="fixed" type="fixed"/>
+</robot>"""
+
+
+def test_urdf_limits_in_the_order_asked():
+    from kairos_ros.core.urdf import urdf_limits
+    lo, hi, vel = urdf_limits(URDF, ["j2", "j1", "j3"])
+    assert lo[:2] == [0.0, -1.5] and hi[:2] == [0.04, 1.5] and vel == [0.1, 2.0, 3.0]
+    assert lo[2] == -np.inf and hi[2] == np.inf
+    with pytest.raises(ValueError, match=r"no limits for joints \['fixed'\]"):
+        urdf_limits(URDF, ["j1", "fixed"])
+    with pytest.raises(ValueError, match="cannot be parsed"):
+        urdf_limits("<robot>", ["j1"])
