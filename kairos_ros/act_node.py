@@ -62,6 +62,7 @@ PARAMETERS = {
     "diagnostics_period_s": (1.0, "diagnostics publishing period"),
     "sync_tolerance_s": (0.05, "pair camera and joints by header stamp within this (0: newest of each)"),
     "camera_transport": ("raw", "raw (sensor_msgs/Image on camera_topic) | compressed (CompressedImage on camera_topic/compressed)"),
+    "torch_threads": (0, "intra-op threads for inference (0: torch's default); 1 is often fastest for small models"),
     "imagine_every": (1, "publish ImaginedFuture (decoded future frames) every N-th new chunk; 0: never"),
 }
 
@@ -100,6 +101,9 @@ class ActNode(LifecycleNode):
                             ensemble_decay=self.p("ensemble_decay"), image_max_age_s=self.p("image_max_age_s"),
                             joints_max_age_s=self.p("joints_max_age_s"), instruction=self.p("instruction"),
                             sync_tolerance_s=self.p("sync_tolerance_s"), rtc_delay=self.p("rtc_delay"))
+            if self.p("torch_threads") > 0:
+                import torch
+                torch.set_num_threads(self.p("torch_threads"))
             engine = self._load_engine(cfg)
             self.core = ActCore(cfg, engine)
         except Exception as e:
@@ -253,7 +257,8 @@ class ActNode(LifecycleNode):
             if r.kind in ("trajectory", "hold"):
                 self.publish_command(r.positions)
             chunk_msg = self.publish_chunk(r.prediction) if r.prediction is not None else None
-            self.latencies.append(time.perf_counter() - t0)     # command latency: imagination comes after
+            if r.kind == "trajectory":                           # ticks that ran the model (holds are ~free)
+                self.latencies.append(time.perf_counter() - t0)  # command latency: imagination comes after
             n = self.p("imagine_every")
             if chunk_msg is not None and n > 0 and self.chunks_published % n == 0:
                 self.publish_future(r.prediction, chunk_msg)

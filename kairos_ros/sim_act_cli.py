@@ -1,6 +1,7 @@
-"""`kairos sim-act`: the main job. The act node controls the simulated robot through real ROS 2 topics,
-both nodes spun in one process (the same graph as `ros2 launch kairos_ros sim_act.launch.py`), for a
-few held-out episodes; prints success rate, episode length and control latency, writes a report.
+"""`kairos sim-act`: the main job. The act node controls the simulated robot through real ROS 2 topics
+(the graph of `ros2 launch kairos_ros sim_act.launch.py`): the act node runs in this process, the
+`sim_robot` node in a child process, as a robot driver would. A few held-out episodes; prints
+success rate, episode length and control latency, writes a report (frames from the camera topic).
 
     kairos sim-act                                  # config/sim_act.yaml, 5 episodes
     kairos sim-act --episodes 20 --task drawer-open-v3 --artifact runs/mt10/artifact
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -97,14 +99,18 @@ def main(argv=None) -> int:
               f"build one: kairos train training/recipes/tiny.yaml)", file=sys.stderr)
         return 2
 
+    import subprocess
+    import tempfile
+
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
     from kairos_ros.act_node import ActNode
-    from kairos_ros.sim_robot_node import SimRobotNode
 
     rclpy.init(args=["kairos_sim_act", *ros_args])
     act = ActNode(parameter_overrides=[Parameter(k, value=v) for k, v in act_p.items()])
@@ -114,30 +120,37 @@ def main(argv=None) -> int:
         print("kairos sim-act: the act node failed to configure (see the error above)", file=sys.stderr)
         return 1
     act.trigger_activate()
-    sim = SimRobotNode(parameter_overrides=[Parameter(k, value=v) for k, v in sim_p.items()])
-    events = []
+    # The simulated robot runs in its own process, as a robot driver would (and its physics and
+    # software rendering then never wait for this process's interpreter lock).
+    params_file = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    yaml.safe_dump({"sim_robot": {"ros__parameters": sim_p}}, params_file)
+    params_file.close()
+    sim_bin = os.path.join(os.path.dirname(sys.executable), "sim_robot")
+    sim = subprocess.Popen([sim_bin, "--ros-args", "--params-file", params_file.name, *ros_args])
+    events, frames_now = [], []
     listener = rclpy.create_node("kairos_sim_act_monitor")
     listener.create_subscription(String, "/sim_robot/episode", lambda m: events.append(json.loads(m.data)), 10)
-    import threading
-    from rclpy.executors import SingleThreadedExecutor
+
+    def on_image(m):
+        frames_now.append(np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width, 3).copy())
+    listener.create_subscription(Image, act_p.get("camera_topic", "camera/image_raw"), on_image,
+                                 qos_profile_sensor_data)
     ex = MultiThreadedExecutor(num_threads=3)
     for n in (act, listener):
         ex.add_node(n)
-    sim_ex = SingleThreadedExecutor()          # all rendering from one thread (a GL context is per thread)
-    sim_ex.add_node(sim)
-    sim_thread = threading.Thread(target=lambda: sim_ex.spin(), daemon=True)
-    sim_thread.start()
     frames, results = [], []
     t0 = time.time()
     print(f"kairos sim-act: {sim_p['task']}, {args.episodes} held-out episodes, artifact {act.artifact_id}")
     try:
-        while rclpy.ok() and time.time() - t0 < args.timeout:
+        while rclpy.ok() and time.time() - t0 < args.timeout and sim.poll() is None:
             ex.spin_once(timeout_sec=0.05)
             while events:
                 e = events.pop(0)
-                if e["event"] == "end":
+                if e["event"] == "start":
+                    frames_now.clear()
+                elif e["event"] == "end":
                     results.append(e)
-                    frames.append(list(sim.core.frames))
+                    frames.append(list(frames_now))
                     print(f"  episode {e['episode']} (scene {e['variation']}): "
                           f"{'success' if e['success'] else 'failure'} after {e['steps']} steps")
             if len(results) >= args.episodes:
@@ -147,12 +160,16 @@ def main(argv=None) -> int:
     finally:
         lat = [1e3 * x for x in act.latencies]
         misses = act.deadline_misses
+        sim.send_signal(signal.SIGINT)
+        try:
+            sim.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+        os.unlink(params_file.name)
         act.trigger_deactivate()
         act.trigger_shutdown()
         ex.shutdown()
-        sim_ex.shutdown()
-        sim_thread.join(timeout=5)
-        for n in (sim, listener, act):
+        for n in (listener, act):
             n.destroy_node()
         rclpy.try_shutdown()
     ok = sum(r["success"] for r in results)
