@@ -30,6 +30,7 @@ setup(
             "kairos = training.cli:main",
             "act_node = kairos_ros.act_node:main",
             "sim_robot = kairos_ros.sim_robot_node:main",
+            "recorder = kairos_ros.recorder_node:main",
         ],
     },
 )

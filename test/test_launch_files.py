@@ -8,9 +8,10 @@ import re
 import yaml
 
 from kairos_ros.act_node import PARAMETERS
+from kairos_ros.recorder_node import PARAMETERS as REC_PARAMETERS
 from kairos_ros.sim_robot_node import PARAMETERS as SIM_PARAMETERS
 
-DECLARED = {"kairos_act": PARAMETERS, "sim_robot": SIM_PARAMETERS}
+DECLARED = {"kairos_act": PARAMETERS, "sim_robot": SIM_PARAMETERS, "recorder": REC_PARAMETERS}
 
 
 def console_scripts():
