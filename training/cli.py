@@ -29,6 +29,7 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
     "evaluate": ("training.evaluate", "closed-loop episodes in the simulator, with a report"),
     "package-artifact": ("training.package_artifact", "a run's export -> shippable artifact with sha256 manifest"),
     "train-bc": ("training.baselines.bc", "the plain CNN+MLP behaviour-cloning baseline"),
+    "dataset": ("training.data.bags", "dataset from-bags: recorded episodes -> LeRobot dataset"),
     "sim-act": ("kairos_ros.sim_act_cli", "the main job: act node + simulated robot, closed loop, report"),
     "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
 }

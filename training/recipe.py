@@ -20,8 +20,9 @@ import yaml
 @dataclass
 class SourceConfig:
     """One data layer in a stage's mixture.
-    kind: synthetic_physics | video_folder | lerobot | sim_expert.
-    path: folder (video_folder) or dataset directory (lerobot); for sim_expert, the dataset is collected
+    kind: synthetic_physics | video_folder | lerobot | rosbag | sim_expert.
+    path: folder (video_folder), dataset directory (lerobot), folder of recorded episodes (rosbag: the
+    kairos_ros recorder's output, converted once); for sim_expert, the dataset is collected
     there first when missing (tasks, episodes). weight: sampling share in the mixture.
     actions: use the action labels (stage III); False hides them (stage II)."""
     kind: str

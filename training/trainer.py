@@ -269,8 +269,30 @@ def _ensure_sim_dataset(src: SourceConfig, out: str, D: Dist, sync: bool = True)
     return path
 
 
+def _ensure_bag_dataset(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True) -> str:
+    """A folder of recorded episodes (kairos_ros recorder) converted once into a LeRobot dataset."""
+    import hashlib
+    from kairos_ros.core.recorder import iter_episodes
+    from training.data.bags import bags_to_dataset
+    eps = list(iter_episodes(src.path))
+    key = hashlib.sha256("|".join(eps).encode()).hexdigest()[:10]
+    path = os.path.join(out, "data", f"bags_{key}")
+    if D.main and not os.path.isfile(os.path.join(path, "meta", "info.json")):
+        shutil.rmtree(path, ignore_errors=True)
+        n, left = bags_to_dataset(eps, path, joint_names)
+        print(f"converted {n} recorded episodes from {src.path}" + "".join(f"\n  left out {w}" for w in left))
+    if sync:
+        D.barrier()
+    return path
+
+
 def load_episodes(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True):
-    path = _ensure_sim_dataset(src, out, D, sync) if src.kind == "sim_expert" else src.path
+    if src.kind == "sim_expert":
+        path = _ensure_sim_dataset(src, out, D, sync)
+    elif src.kind == "rosbag":
+        path = _ensure_bag_dataset(src, out, joint_names, D, sync)
+    else:
+        path = src.path
     ds = LeRobotDataset(path, mapping=JointMapping(joint_names))
     return list(ds)
 
@@ -281,12 +303,12 @@ def build_source(src: SourceConfig, recipe: RecipeConfig, cfg: WorldModelConfig,
         return PhysicsSource(size, recipe.seed, cfg.proprio_dim, clips=max(src.clips, 1))
     if src.kind == "video_folder":
         return VideoFolderSource(src.path, size, cfg.proprio_dim)
-    if src.kind in ("lerobot", "sim_expert"):
+    if src.kind in ("lerobot", "sim_expert", "rosbag"):
         key = (src.kind, src.path, tuple(src.tasks), src.episodes, src.first_variation)
         if key not in episodes_cache:
             episodes_cache[key] = load_episodes(src, recipe.out, recipe.joint_names, D)
         return EpisodeSource(episodes_cache[key], size, cfg.action_horizon, norm, src.actions)
-    raise ValueError(f"unknown source kind {src.kind!r}: synthetic_physics, video_folder, lerobot or sim_expert")
+    raise ValueError(f"unknown source kind {src.kind!r}: synthetic_physics, video_folder, lerobot, rosbag or sim_expert")
 
 
 # -- evaluation ----------------------------------------------------------------------------------------
