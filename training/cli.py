@@ -30,6 +30,7 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
     "package-artifact": ("training.package_artifact", "a run's export -> shippable artifact with sha256 manifest"),
     "train-bc": ("training.baselines.bc", "the plain CNN+MLP behaviour-cloning baseline"),
     "dataset": ("training.data.bags", "dataset from-bags: recorded episodes -> LeRobot dataset"),
+    "eval-bag": ("training.eval_bag", "offline evaluation of an artifact on recorded bags, with a report"),
     "sim-act": ("kairos_ros.sim_act_cli", "the main job: act node + simulated robot, closed loop, report"),
     "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
 }

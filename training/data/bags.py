@@ -27,12 +27,39 @@ def _stamp_ns(t) -> int:
     return int(t.sec) * 1_000_000_000 + int(t.nanosec)
 
 
+def read_messages(path: str):
+    """(record, [(topic, msgtype, t_ns, message)]) from a recorder episode directory (episode.json +
+    segments) or any rosbag2 bag directory (metadata.yaml; mcap or sqlite3; written by ROS 2 Humble,
+    Jazzy, Kilted or by rosbags). A bag that cannot be read is a DatasetError naming the reason."""
+    from pathlib import Path
+    from kairos_ros.core.recorder import _typestore, deserialize_cdr, read_episode
+    if os.path.isfile(os.path.join(path, "episode.json")):
+        return read_episode(path)
+    if not os.path.isfile(os.path.join(path, "metadata.yaml")):
+        raise DatasetError(f"{path} is neither a recorded episode (episode.json) nor a rosbag2 bag (metadata.yaml)")
+    from rosbags.highlevel import AnyReader
+    ts = _typestore()
+    msgs = []
+    try:
+        with AnyReader([Path(path)], default_typestore=ts) as reader:
+            known = {c.topic: c.msgtype for c in reader.connections}
+            for conn, t, raw in reader.messages():
+                try:
+                    m = deserialize_cdr(reader.typestore if hasattr(reader, "typestore") else ts, raw, conn.msgtype)
+                except KeyError:
+                    continue                  # a message type this reader has no definition for: not needed
+                msgs.append((conn.topic, conn.msgtype, t, m))
+    except Exception as e:                    # rosbags raises several types for damaged bags
+        raise DatasetError(f"{path}: the bag cannot be read ({type(e).__name__}: {e})") from e
+    rec = {"status": "complete", "task": "", "success": None, "topics": known}
+    return rec, sorted(msgs, key=lambda m: m[2])
+
+
 def episode_from_bag(path: str, joint_names: Sequence[str], rate_hz: float = 10.0, image_size: int = 64,
                      camera_topic: Optional[str] = None, joints_topic: Optional[str] = None,
                      action_source: str = "next_state", mapping: Optional[JointMapping] = None) -> Episode:
     from kairos_ros.core.image import ImageError, image_to_rgb, resize_rgb
-    from kairos_ros.core.recorder import read_episode
-    rec, msgs = read_episode(path)
+    rec, msgs = read_messages(path)
     by_type = {}
     for topic, typ, t, m in msgs:
         by_type.setdefault(typ, {}).setdefault(topic, []).append((t, m))
@@ -95,13 +122,12 @@ def bags_to_dataset(paths: Sequence[str], out: str, joint_names: Sequence[str], 
                     image_size: int = 64, include_incomplete: bool = False, only_success: bool = False,
                     **kw) -> Tuple[int, List[str]]:
     """Returns (episodes written, reasons for the ones left out)."""
-    from kairos_ros.core.recorder import read_episode
     left_out = []
     n = 0
     with LeRobotWriter(out, fps=rate_hz, state_names=joint_names, action_names=joint_names,
                        image_shape=(image_size, image_size, 3)) as w:
         for p in paths:
-            rec, _ = read_episode(p)
+            rec, _ = read_messages(p)
             if rec["status"] != "complete" and not include_incomplete:
                 left_out.append(f"{p}: status {rec['status']} (--include-incomplete keeps it)")
                 continue
