@@ -78,7 +78,8 @@ class RecipeConfig:
     """preset + model overrides: the world model (WorldModelConfig field -> value).
     joint_names: the model's action/proprio order. out: run directory. ema_decay: EMA of weights
     (what is exported). eval_episodes: held-out episodes for the end-of-training metrics.
-    fsdp: shard with FSDP instead of DDP when run under torchrun."""
+    fsdp: shard with FSDP instead of DDP when run under torchrun. init_from: a checkpoint/artifact to
+    start from (fine-tuning): its config, weights, VAE, latent scale and normalisation are kept."""
     name: str
     preset: str = "tiny"
     model: Dict[str, Any] = field(default_factory=dict)
@@ -92,6 +93,7 @@ class RecipeConfig:
     log_every: int = 20
     eval_episodes: int = 10
     fsdp: bool = False
+    init_from: Optional[str] = None
 
 
 def _strict(cls, d: Dict[str, Any], where: str) -> Dict[str, Any]:

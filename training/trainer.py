@@ -405,7 +405,18 @@ def run(recipe: RecipeConfig, args) -> dict:
     torch.manual_seed(recipe.seed)
     if not D.cuda:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // D.world))
-    cfg = WorldModelConfig.preset(recipe.preset, **recipe.model)
+    init = None
+    if recipe.init_from:                        # fine-tuning: the model, its VAE and normalisation come along
+        from kairos_model.checkpoint import load_checkpoint
+        init_cfg, init_parts = load_checkpoint(recipe.init_from)
+        with open(os.path.join(recipe.init_from, "config.json")) as f:
+            init_meta = json.load(f)["meta"]
+        init = (init_cfg, init_parts, init_meta)
+        if init_meta.get("joint_names") and recipe.joint_names and init_meta["joint_names"] != recipe.joint_names:
+            raise ValueError(f"init_from {recipe.init_from} acts on {init_meta['joint_names']}, the recipe "
+                             f"names {recipe.joint_names}")
+        recipe.joint_names = recipe.joint_names or init_meta.get("joint_names", [])
+    cfg = init[0] if init else WorldModelConfig.preset(recipe.preset, **recipe.model)
     if recipe.joint_names and len(recipe.joint_names) != cfg.action_dim:
         raise ValueError(f"recipe has {len(recipe.joint_names)} joint names, the model acts on {cfg.action_dim}")
     os.makedirs(recipe.out, exist_ok=True)
@@ -424,6 +435,10 @@ def run(recipe: RecipeConfig, args) -> dict:
                 cache[key] = load_episodes(s, recipe.out, recipe.joint_names, D)
             eps += cache[key]
         norm = Normalization.from_episodes(eps)
+        if init and "proprio" in init[2]:         # keep the pretrained model's input scaling
+            m = init[2]
+            norm = Normalization(np.array(m["proprio"]["mean"]), np.array(m["proprio"]["std"]),
+                                 np.array(m["actions"]["mean"]), np.array(m["actions"]["std"]))
     else:
         J = cfg.proprio_dim
         norm = Normalization(np.zeros(J), np.ones(J), np.zeros(cfg.action_dim), np.ones(cfg.action_dim))
@@ -432,6 +447,9 @@ def run(recipe: RecipeConfig, args) -> dict:
         _, parts = load_checkpoint(os.path.join(recipe.out, "artifact"))
         with open(os.path.join(recipe.out, "artifact", "config.json")) as f:
             latent_scale = json.load(f)["meta"]["latent_scale"]
+    elif init:
+        parts, latent_scale = init[1], init[2]["latent_scale"]
+        parts["vae"].eval().requires_grad_(False)
     else:
         latent_scale = _vae_stage(recipe, parts["vae"], D, args, norm)
     vae = parts["vae"].to(D.device)
