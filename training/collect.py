@@ -15,10 +15,11 @@ from tqdm import tqdm
 
 
 def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size: int = 64,
-            max_steps: int = 40, keep_failures: bool = False, camera: str = "corner2", progress: bool = True):
+            max_steps: int = 40, keep_failures: bool = False, camera: str = "corner2", progress: bool = True,
+            check_replay: bool = False):
     from training.data.lerobot import Episode, LeRobotWriter
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
-    stats = {}
+    stats, replayed = {}, {}
     with LeRobotWriter(out, fps=1.0 / SimConfig().control_dt, state_names=JOINT_NAMES, action_names=JOINT_NAMES,
                        image_shape=(image_size, image_size, 3)) as w:
         bar = tqdm(total=len(tasks) * episodes, desc="collect", unit="ep", disable=not progress)
@@ -28,12 +29,17 @@ def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size
                 for v in range(first_variation, first_variation + episodes):
                     frames, joints, actions, success = rollout_expert(sim, v)
                     ok += success
+                    if check_replay:          # the recorded joint-space actions, replayed open loop
+                        sim.reset(v)
+                        for a in actions:
+                            sim.step(a, render=False)
+                        replayed[task] = replayed.get(task, 0) + int(sim.success)
                     if success or keep_failures:
                         w.add(Episode({"observation.images.cam": frames}, joints, actions, sim.instruction,
                                       success=success))
                     bar.update(1)
                     bar.set_postfix(task=task, success=f"{ok}/{v - first_variation + 1}")
-            stats[task] = (ok, episodes)
+            stats[task] = (ok, episodes, replayed.get(task) if check_replay else None)
         bar.close()
     return stats
 
@@ -50,13 +56,15 @@ def main(argv=None) -> int:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--max-steps", type=int, default=40, help="control steps (10 Hz) per episode at most")
     ap.add_argument("--keep-failures", action="store_true")
+    ap.add_argument("--check-replay", action="store_true",
+                    help="also replay each episode's recorded joint targets open loop and count successes")
     args = ap.parse_args(argv)
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
     stats = collect(tasks, args.episodes, args.out, args.first_variation, args.image_size, args.max_steps,
-                    args.keep_failures)
-    for task, (ok, n) in stats.items():
-        print(f"{task:28s} expert success {ok}/{n}" + ("" if args.keep_failures or ok == n else
-                                                      f"  ({n - ok} failed episodes left out)"))
+                    args.keep_failures, check_replay=args.check_replay)
+    for task, (ok, n, rep) in stats.items():
+        print(f"{task:28s} expert success {ok}/{n}" + ("" if rep is None else f", joint-space replay {rep}/{n}")
+              + ("" if args.keep_failures or ok == n else f"  ({n - ok} failed episodes left out)"))
     print(f"wrote {args.out}")
     return 0
 
