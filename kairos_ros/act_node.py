@@ -19,7 +19,6 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration as RosDuration
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
@@ -30,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from kairos_msgs.msg import ActionChunk, ImaginedFuture
 from kairos_msgs.srv import ResetMemory, SetInstruction
 from kairos_ros.core.act_core import ActConfig, ActCore
+from kairos_ros.node_util import declare_parameters
 from kairos_ros.core.image import ImageError, decode_compressed, image_to_rgb
 
 PARAMETERS = {
@@ -74,8 +74,7 @@ def _stamp_s(stamp) -> float:
 class ActNode(LifecycleNode):
     def __init__(self, name: str = "kairos_act", **kwargs):
         super().__init__(name, **kwargs)
-        for k, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(k, default, ParameterDescriptor(description=desc))
+        declare_parameters(self, PARAMETERS)
         self.core: Optional[ActCore] = None
         self.timer = None
         self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kairos_infer")

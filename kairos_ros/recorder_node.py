@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
+from kairos_ros.node_util import declare_parameters, spin_until_shutdown
 from kairos_ros.core.recorder import EpisodeRecorder, RecorderConfig, RecorderError
 
 PARAMETERS = {
@@ -43,9 +43,7 @@ TYPES = {"camera_topic": (Image, "sensor_msgs/msg/Image", True),
 class RecorderNode(Node):
     def __init__(self, name: str = "recorder", **kwargs):
         super().__init__(name, **kwargs)
-        from rcl_interfaces.msg import ParameterDescriptor
-        for k, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(k, default, ParameterDescriptor(description=desc))
+        declare_parameters(self, PARAMETERS)
         p = lambda k: self.get_parameter(k).value  # noqa: E731
         self.rec = EpisodeRecorder(RecorderConfig(output_dir=p("output_dir"), segment_s=p("segment_s"),
                                                   min_free_mb=p("min_free_mb"), storage=p("storage")),
@@ -115,15 +113,7 @@ class RecorderNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = RecorderNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(RecorderNode, args)
 
 
 if __name__ == "__main__":

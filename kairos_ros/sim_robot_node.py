@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
+from kairos_ros.node_util import declare_parameters, spin_until_shutdown
 from kairos_msgs.srv import ResetMemory
 from kairos_ros.core.sim_episodes import SimEpisodes, SimEpisodesConfig
 
@@ -49,9 +49,7 @@ def _stamp_s(stamp) -> float:
 class SimRobotNode(Node):
     def __init__(self, name: str = "sim_robot", **kwargs):
         super().__init__(name, **kwargs)
-        from rcl_interfaces.msg import ParameterDescriptor
-        for k, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(k, default, ParameterDescriptor(description=desc))
+        declare_parameters(self, PARAMETERS)
         p = lambda k: self.get_parameter(k).value  # noqa: E731
         self.core = SimEpisodes(SimEpisodesConfig(task=p("task"), first_variation=p("first_variation"),
                                                   episodes=p("episodes"), max_steps=p("max_steps"),
@@ -135,15 +133,7 @@ class SimRobotNode(Node):
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    node = SimRobotNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(SimRobotNode, args)
 
 
 if __name__ == "__main__":

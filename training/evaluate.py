@@ -24,9 +24,8 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     if backend != "torch":
         raise ValueError(f"backend {backend!r} is not available yet; this build has: torch")
-    import json as _json
     with open(os.path.join(artifact, "config.json")) as f:
-        fmt = _json.load(f).get("format")
+        fmt = json.load(f).get("format")
     if fmt == "kairos-bc-1":
         from training.baselines.bc import BCEngine
         engine = BCEngine(artifact)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import math
 import os
@@ -41,7 +40,7 @@ from kairos_model.world_model import WorldModelConfig
 from training.data.lerobot import JointMapping, LeRobotDataset
 from training.data.sources import (Batch, EpisodeSource, Mixture, Normalization, PhysicsSource,
                                    VideoFolderSource)
-from training.recipe import RecipeConfig, SourceConfig, StageConfig, load_recipe
+from training.recipe import RecipeConfig, SourceConfig, load_recipe
 
 
 # -- distributed ------------------------------------------------------------------------------------

@@ -157,9 +157,10 @@ class ActCore:
         if gap > self.cfg.sync_tolerance_s:
             return (f"camera frame and nearest joint state are {gap:.3f} s apart "
                     f"(sync_tolerance_s {self.cfg.sync_tolerance_s})")
-        bad = check_joint_state(self.cfg.joint_names, joints[0], joints[1], math.inf, 0.0)
-        if bad:
-            return f"paired joint state: {bad}"
+        if joints is not self.joints:          # pairing chose an older state: it must be usable too
+            bad = check_joint_state(self.cfg.joint_names, joints[0], joints[1], math.inf, 0.0)
+            if bad:
+                return f"paired joint state: {bad}"
         return None
 
     def current_position(self) -> Optional[np.ndarray]:

@@ -4,7 +4,7 @@ Plain Python: the act node calls these, tests call them directly."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np

@@ -1,6 +1,5 @@
 """LeRobot dataset round trip, and readers that refuse what they cannot read (never skip silently)."""
 import json
-import os
 
 import numpy as np
 import pytest

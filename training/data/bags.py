@@ -45,9 +45,9 @@ def read_messages(path: str):
             known = {c.topic: c.msgtype for c in reader.connections}
             for conn, t, raw in reader.messages():
                 try:
-                    m = deserialize_cdr(reader.typestore if hasattr(reader, "typestore") else ts, raw, conn.msgtype)
+                    m = deserialize_cdr(ts, raw, conn.msgtype)
                 except KeyError:
-                    continue                  # a message type this reader has no definition for: not needed
+                    continue                  # a type with no definition here; `topics` still lists it
                 msgs.append((conn.topic, conn.msgtype, t, m))
     except Exception as e:                    # rosbags raises several types for damaged bags
         raise DatasetError(f"{path}: the bag cannot be read ({type(e).__name__}: {e})") from e
