@@ -220,7 +220,10 @@ class VideoVAE(nn.Module):
 
     def loss(self, frames_btchw: torch.Tensor, generator: Optional[torch.Generator] = None):
         """MSE (+ l1_weight * L1) reconstruction + kl_weight * KL. Returns (loss, dict of parts)."""
-        rec, mu, logvar = self(frames_btchw, generator)
+        return self.loss_from(frames_btchw, *self(frames_btchw, generator))
+
+    def loss_from(self, frames_btchw, rec, mu, logvar):
+        """The loss of `loss` from an existing forward pass (a DDP-wrapped forward, for one)."""
         l1 = (rec - frames_btchw).abs().mean()
         mse = (rec - frames_btchw).pow(2).mean()
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()

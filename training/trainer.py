@@ -370,10 +370,9 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         def vae_loss(model, step, micro):
             rng, gen = _rng(recipe.seed, D.rank, 0, step, micro)
             b = mix.sample(rng, vc.batch, 5)
-            rec, mu, logvar = model(b.frames.to(D.device), gen)
-            mse = (rec - b.frames.to(D.device)).pow(2).mean()
-            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean()
-            return mse + vae.cfg.kl_weight * kl, {"mse": mse.detach()}
+            x = b.frames.to(D.device)
+            loss, parts = vae.loss_from(x, *model(x, gen))       # forward through the DDP wrapper
+            return loss, {"mse": parts["mse"]}
 
         res = train_loop("vae", vae, vae_loss, vc.steps, vc.lr, 50, vdir, D, ema_decay=recipe.ema_decay,
                          checkpoint_every=recipe.checkpoint_every, samples_per_step=vc.batch, fsdp=False,
