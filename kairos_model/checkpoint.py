@@ -38,7 +38,7 @@ def sha256_file(path: str) -> str:
 
 def verify_manifest(path: str) -> None:
     """If `path` has a manifest.json, every file it lists must exist with its sha256, and every
-    weight file present must be listed. Raises ValueError naming the first problem."""
+    file present must be listed. Raises ValueError naming the first problem."""
     mpath = os.path.join(path, MANIFEST)
     if not os.path.isfile(mpath):
         return
@@ -51,9 +51,15 @@ def verify_manifest(path: str) -> None:
         if sha256_file(fp) != digest:
             raise ValueError(f"artifact {path!r}: {name} does not match its sha256 in {MANIFEST} "
                              f"(tampered or truncated); refusing to load it")
-    extra = [f for f in os.listdir(path) if f.endswith(".safetensors") and f not in files]
+    extra = []
+    for root, _, names in os.walk(path):
+        for n in names:
+            rel = os.path.relpath(os.path.join(root, n), path)
+            if rel != MANIFEST and rel not in files:
+                extra.append(rel)
     if extra:
-        raise ValueError(f"artifact {path!r}: {extra} are not listed in {MANIFEST}")
+        raise ValueError(f"artifact {path!r}: {sorted(extra)[:5]} are not listed in {MANIFEST}; an artifact "
+                         "holds exactly the files its manifest hashes (re-export or re-package it)")
 _NESTED = {"memory": HybridMemoryConfig, "und": UnderstandingConfig, "shift": flow.ShiftConfig}
 
 

@@ -68,6 +68,20 @@ class ActionPrediction:
     timings_ms: Dict[str, float] = field(default_factory=dict)
 
 
+def check_observation(obs: Observation, image_size, proprio_dim: int) -> np.ndarray:
+    """Validate an observation for any backend; returns the joints as float64 [J]."""
+    img = obs.image_hwc
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.shape != (*image_size, 3):
+        got = (getattr(img, "shape", None), getattr(img, "dtype", type(img).__name__))
+        raise ValueError(f"image must be uint8 [{image_size[0]}, {image_size[1]}, 3], got {got}")
+    j = np.asarray(obs.joints, dtype=np.float64)
+    if j.shape != (proprio_dim,):
+        raise ValueError(f"joints must be [{proprio_dim}], got {j.shape}")
+    if not np.isfinite(j).all():
+        raise ValueError(f"joints contain non-finite values: {j.tolist()}")
+    return j
+
+
 class TorchEngine:
     """Eager PyTorch backend of the streaming control step."""
 
@@ -100,16 +114,7 @@ class TorchEngine:
         return self.state.nbytes()
 
     def _check(self, obs: Observation):
-        img = obs.image_hwc
-        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.shape != (*self.image_size, 3):
-            got = (getattr(img, "shape", None), getattr(img, "dtype", type(img).__name__))
-            raise ValueError(f"image must be uint8 [{self.image_size[0]}, {self.image_size[1]}, 3], got {got}")
-        j = np.asarray(obs.joints, dtype=np.float64)
-        if j.shape != (self.cfg.proprio_dim,):
-            raise ValueError(f"joints must be [{self.cfg.proprio_dim}], got {j.shape}")
-        if not np.isfinite(j).all():
-            raise ValueError(f"joints contain non-finite values: {j.tolist()}")
-        return j
+        return check_observation(obs, self.image_size, self.cfg.proprio_dim)
 
     @torch.no_grad()
     def step(self, obs: Observation, decode_future: bool = False, sample: bool = True,
@@ -172,7 +177,48 @@ class LoadedModel:
     meta: dict
 
 
-def load_engine(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu") -> LoadedModel:
+BACKENDS = ("torch", "onnx", "tensorrt")
+
+
+def load_engine(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu",
+                backend: str = "torch", threads: int = 0, quantized: bool = False,
+                providers=None) -> LoadedModel:
+    """Build an engine from a checkpoint or exported artifact directory.
+
+    backend: 'torch' (eager, from the safetensors), 'onnx' (onnxruntime on the exported graphs; CUDA
+    provider when present unless `providers` says otherwise), 'tensorrt' (engines built from the graphs
+    on this GPU, cached), or 'auto' (the artifact's default_backend if it can run here, else torch).
+    Every backend verifies the artifact's manifest (sha256 of every file) before loading anything."""
+    if backend == "auto":
+        from kairos_model.backends import pick_backend
+        backend = pick_backend(path)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS} or 'auto'")
+    if backend == "torch":
+        loaded = _load_torch(path, sampler_steps, cfg_scale, device)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        return loaded
+    from kairos_model.backends import read_artifact
+    manifest, cfg, meta = read_artifact(path, need_graphs=True)
+    if backend == "onnx":
+        from kairos_model.backends.onnx_engine import OnnxEngine
+        eng = OnnxEngine(path, manifest, cfg, meta, sampler_steps=sampler_steps, cfg_scale=cfg_scale,
+                         providers=providers, threads=threads, quantized=quantized)
+    else:
+        from kairos_model.backends.tensorrt_engine import TensorRTEngine
+        eng = TensorRTEngine(path, manifest, cfg, meta, sampler_steps=sampler_steps, cfg_scale=cfg_scale)
+    return LoadedModel(eng, _joint_names(path, meta, cfg), meta)
+
+
+def _joint_names(path, meta, cfg) -> list:
+    names = list(meta.get("joint_names") or [])
+    if names and len(names) != cfg.action_dim:
+        raise ValueError(f"{path}: {len(names)} joint names for a model acting on {cfg.action_dim} joints")
+    return names
+
+
+def _load_torch(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu") -> LoadedModel:
     """Build the torch engine from a checkpoint written by `kairos train` (kairos_model.checkpoint):
     weights, joint normalisation, latent scale and the model's joint names."""
     import json
@@ -194,7 +240,4 @@ def load_engine(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, devic
                       cfg_scale=cfg_scale, proprio=norm("proprio", cfg.proprio_dim),
                       actions=norm("actions", cfg.action_dim), latent_scale=meta.get("latent_scale", 1.0),
                       device=device)
-    names = list(meta.get("joint_names") or [])
-    if names and len(names) != cfg.action_dim:
-        raise ValueError(f"{path}: {len(names)} joint names for a model acting on {cfg.action_dim} joints")
-    return LoadedModel(eng, names, meta)
+    return LoadedModel(eng, _joint_names(path, meta, cfg), meta)

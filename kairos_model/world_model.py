@@ -212,9 +212,10 @@ def joint_mask(n_und: int, n_text: int, n_obs: int, n_pred: int, hide_text: Opti
     ctx[:M, :M] = True                                   # und sees und
     ctx[M:, :] = True                                    # obs sees und and obs (its own frame)
     pred = torch.ones(1, 1, P, M + N + P, dtype=torch.bool, device=device)
-    if hide_text is not None:
-        pred = pred.repeat(hide_text.shape[0], 1, 1, 1)
-        pred[hide_text.to(device), :, :, :n_text] = False
+    if hide_text is not None:       # written with broadcasting (no masked assignment) so it exports
+        text_cols = torch.arange(M + N + P, device=device) < n_text                 # [M + N + P]
+        pred = ~(hide_text.to(device).view(-1, 1, 1, 1) & text_cols.view(1, 1, 1, -1))
+        pred = pred.expand(-1, 1, P, M + N + P)
     return ctx, pred
 
 

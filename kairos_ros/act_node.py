@@ -34,8 +34,11 @@ from kairos_ros.core.image import ImageError, decode_compressed, image_to_rgb
 
 PARAMETERS = {
     # name: (default, description)
-    "artifact": ("", "model directory (config.json + safetensors); empty: an untrained preset"),
-    "backend": ("torch", "inference backend: torch (onnxruntime and tensorrt arrive with the export issue)"),
+    "artifact": ("", "model directory: a checkpoint (config.json + safetensors) or an exported artifact (kairos export); "
+                 "empty: an untrained preset"),
+    "backend": ("auto", "inference backend: torch | onnx (onnxruntime) | tensorrt | auto (the exported "
+                        "artifact's default when it can run here, torch for a plain checkpoint)"),
+    "quantized": (False, "run the artifact's quantized graphs (int8 world model, int4 text encoder; onnx backend)"),
     "preset": ("tiny", "world model preset used when no artifact is given"),
     "joint_names": (["joint1"], "the robot's joints, in command order"),
     "model_joint_names": ([""], "the model's joint order (empty: same as joint_names)"),
@@ -62,7 +65,8 @@ PARAMETERS = {
     "diagnostics_period_s": (1.0, "diagnostics publishing period"),
     "sync_tolerance_s": (0.05, "pair camera and joints by header stamp within this (0: newest of each)"),
     "camera_transport": ("raw", "raw (sensor_msgs/Image on camera_topic) | compressed (CompressedImage on camera_topic/compressed)"),
-    "torch_threads": (0, "intra-op threads for inference (0: torch's default); 1 is often fastest for small models"),
+    "inference_threads": (0, "intra-op threads for inference, torch or onnxruntime (0: the library's default); "
+                             "1 is often fastest for small models"),
     "imagine_every": (1, "publish ImaginedFuture (decoded future frames) every N-th new chunk; 0: never"),
 }
 
@@ -100,9 +104,9 @@ class ActNode(LifecycleNode):
                             ensemble_decay=self.p("ensemble_decay"), image_max_age_s=self.p("image_max_age_s"),
                             joints_max_age_s=self.p("joints_max_age_s"), instruction=self.p("instruction"),
                             sync_tolerance_s=self.p("sync_tolerance_s"), rtc_delay=self.p("rtc_delay"))
-            if self.p("torch_threads") > 0:
+            if self.p("inference_threads") > 0:
                 import torch
-                torch.set_num_threads(self.p("torch_threads"))
+                torch.set_num_threads(self.p("inference_threads"))
             engine = self._load_engine(cfg)
             self.core = ActCore(cfg, engine)
         except Exception as e:
@@ -133,12 +137,15 @@ class ActNode(LifecycleNode):
         from kairos_model.checkpoint import build_parts
         from kairos_model.engine import TorchEngine, load_engine
         from kairos_model.world_model import WorldModelConfig
-        if self.p("backend") != "torch":
-            raise ValueError(f"backend {self.p('backend')!r} is not available; this build has: torch")
         n_joints = len(cfg.joint_names)
         ckpt = self.p("artifact")
+        if ckpt and self.p("backend") in ("onnx", "tensorrt"):
+            from training.export import ensure_exported     # a plain checkpoint is exported once, then cached
+            ckpt = ensure_exported(ckpt, log=self.get_logger().info)
         if ckpt:
-            loaded = load_engine(ckpt, sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"))
+            loaded = load_engine(ckpt, sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"),
+                                 backend=self.p("backend"), threads=self.p("inference_threads"),
+                                 quantized=self.p("quantized"))
             self.artifact_id = ckpt
             if loaded.joint_names and sorted(loaded.joint_names) != sorted(cfg.joint_names):
                 raise ValueError(f"artifact {ckpt} was trained on joints {loaded.joint_names}; the robot has "
@@ -149,6 +156,9 @@ class ActNode(LifecycleNode):
                 cfg.instruction = loaded.meta["instructions"][0]
             engine = loaded.engine
         else:
+            if self.p("backend") not in ("torch", "auto"):
+                raise ValueError(f"backend {self.p('backend')!r} needs an exported artifact (kairos export); "
+                                 "without one only the torch backend can run an untrained preset")
             mcfg = WorldModelConfig.preset(self.p("preset"), action_dim=n_joints, proprio_dim=n_joints)
             parts = build_parts(mcfg)
             self.artifact_id = f"untrained:{self.p('preset')}"

@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="config/sim_act.yaml")
     ap.add_argument("--artifact", help="overrides the config's artifact")
     ap.add_argument("--task", help="overrides the sim's task")
+    ap.add_argument("--backend", choices=("auto", "torch", "onnx", "tensorrt"), help="overrides the config's backend")
     ap.add_argument("--episodes", type=int, default=5)
     ap.add_argument("--first-variation", type=int, help="overrides the first held-out scene")
     ap.add_argument("--report", default="runs/sim_act", help="report directory")
@@ -89,6 +90,8 @@ def main(argv=None) -> int:
     sim_p = _section(doc, "sim_robot", SIM_PARAMS, args.config)
     if args.artifact:
         act_p["artifact"] = args.artifact
+    if args.backend:
+        act_p["backend"] = args.backend
     if args.task:
         sim_p["task"] = args.task
     if args.first_variation is not None:

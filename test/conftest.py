@@ -23,3 +23,12 @@ def ros_context():
         yield ctx
     finally:
         ctx.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def exported_default():
+    """The committed default checkpoint exported to ONNX (kairos export), cached under build/ so every
+    test and xdist worker reuses one export (about a minute on 2 cores)."""
+    from training.export import ensure_exported
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "test-exported")
+    return ensure_exported("artifacts/tiny_button_press", cache_root=root), root

@@ -10,6 +10,8 @@
     kairos evaluate --artifact ...      closed-loop episodes in the simulator + report
     kairos sim-act                      the main job: the act node drives the simulated robot
     kairos act --config config/act.yaml the act node in one process (configure + activate + spin)
+    kairos export OUT --checkpoint C    ONNX graphs (+ TensorRT engines) and a verified manifest
+    kairos verify ARTIFACT              hashes, graph signatures, and a run on every backend here
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
     "eval-bag": ("training.eval_bag", "offline evaluation of an artifact on recorded bags, with a report"),
     "sim-act": ("kairos_ros.sim_act_cli", "the main job: act node + simulated robot, closed loop, report"),
     "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
+    "export": ("training.export", "checkpoint -> deployed artifact: ONNX graphs (+ TensorRT engines), manifest"),
+    "verify": ("training.export:verify_main", "check an artifact's hashes and graphs and run it on each backend"),
 }
 
 
@@ -60,7 +64,8 @@ def main(argv=None) -> int:
     args, rest = ap.parse_known_args(argv)
     if args.cmd in COMMANDS:
         import importlib
-        rc = importlib.import_module(COMMANDS[args.cmd][0]).main(rest)
+        mod, _, fn = COMMANDS[args.cmd][0].partition(":")
+        rc = getattr(importlib.import_module(mod), fn or "main")(rest)
         return rc if isinstance(rc, int) else 0
     if args.cmd == "bench":
         return _bench(args.name, rest)

@@ -114,11 +114,34 @@ def gated_delta_rule_recurrent(q, k, v, g, beta, scale=None, initial_state=None)
     return torch.stack(outs, dim=1), S
 
 
-def gated_delta_rule_chunked(q, k, v, g, beta, scale=None, initial_state=None, chunk_size: int = 64):
+def unit_lower_solve_doubling(L: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Solve L X = rhs for unit lower-triangular L [..., C, C] without a triangular-solve op.
+
+    L = I + A with A strictly lower, so A is nilpotent (A^C = 0) and
+    L^-1 = (I - A)(I + A^2)(I + A^4)...(I + A^(2^m)) with 2^(m+1) >= C: ceil(log2 C) products.
+    Matrix products only, so it exports to ONNX (which has no triangular solve) and to TensorRT.
+    ``torch.linalg.solve_triangular`` is the reference it is tested against."""
+    C = L.shape[-1]
+    eye = torch.eye(C, dtype=L.dtype, device=L.device)
+    A = L - eye
+    inv = eye - A
+    P = A @ A
+    span = 2
+    while span < C:
+        inv = inv + inv @ P
+        P = P @ P
+        span *= 2
+    return inv @ rhs
+
+
+def gated_delta_rule_chunked(q, k, v, g, beta, scale=None, initial_state=None, chunk_size: int = 64,
+                             solve: str = "triangular"):
     """Chunked parallel form (training), O(T * chunk_size) work, sequential only across chunks.
 
     Within a chunk of C tokens with gamma_i = prod_{m<=i} alpha_m and the start state S0,
-    the updates u_i solve the unit lower-triangular system (the UT transform of WY):
+    the updates u_i solve the unit lower-triangular system (the UT transform of WY), with
+    ``torch.linalg.solve_triangular`` (solve='triangular') or matrix products only (solve='doubling',
+    for exported graphs; see unit_lower_solve_doubling):
 
         (I + A) U = diag(beta) V - diag(beta * gamma) K S0,  A_ij = beta_i (k_i . k_j) gamma_i/gamma_j, j < i
 
@@ -140,13 +163,18 @@ def gated_delta_rule_chunked(q, k, v, g, beta, scale=None, initial_state=None, c
     G = gc.cumsum(-1)                                      # log gamma within each chunk
     diff = G.unsqueeze(-1) - G.unsqueeze(-2)               # [.., C, C]: log(gamma_i / gamma_j)
     incl = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    strict = incl.clone().fill_diagonal_(False)
+    strict = torch.ones(C, C, dtype=torch.bool, device=q.device).tril(-1)
     decay_incl = torch.where(incl, diff, -torch.inf).exp()  # 0 above the diagonal, no overflow
     kk = kc @ kc.transpose(-1, -2)
     A = torch.where(strict, bc.unsqueeze(-1) * kk * decay_incl, 0.0)
     eye = torch.eye(C, dtype=q.dtype, device=q.device)
     rhs = torch.cat([bc.unsqueeze(-1) * vc, (bc * G.exp()).unsqueeze(-1) * kc], dim=-1)
-    sol = torch.linalg.solve_triangular(eye + A, rhs, upper=False, unitriangular=True)
+    if solve == "doubling":
+        sol = unit_lower_solve_doubling(eye + A, rhs)
+    elif solve == "triangular":
+        sol = torch.linalg.solve_triangular(eye + A, rhs, upper=False, unitriangular=True)
+    else:
+        raise ValueError(f"solve must be 'triangular' or 'doubling', got {solve!r}")
     W_v, W_k = sol[..., :V], sol[..., V:]                  # U = W_v - W_k S0
     qk = (qc @ kc.transpose(-1, -2)) * decay_incl          # [B, H, n, C, C]
     q_decayed = qc * G.exp().unsqueeze(-1)
@@ -212,6 +240,8 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, backend: 
         o, S = fn(q, k, v, g=g, beta=beta, scale=scale, initial_state=initial_state,
                   output_final_state=True)
         return o, S
+    if torch.onnx.is_in_onnx_export():   # graph export: no Python-side state, no triangular-solve op
+        return gated_delta_rule_chunked(q, k, v, g, beta, scale, initial_state, T, solve="doubling")
     _log_once(f"GatedDeltaNet runs its pure-torch form on {q.device.type}")
     if T == 1:
         return gated_delta_rule_recurrent(q, k, v, g, beta, scale, initial_state)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from kairos_model.ops.gated_delta_rule import (fla_available, gated_delta_rule, gated_delta_rule_chunked,
                                                gated_delta_rule_naive, gated_delta_rule_recurrent,
-                                               kairos_to_gdn_inputs)
+                                               kairos_to_gdn_inputs, unit_lower_solve_doubling)
 
 
 def make_inputs(B=2, T=37, H=3, K=8, V=6, dtype=torch.float64, seed=0, device="cpu"):
@@ -30,6 +30,24 @@ def test_recurrent_and_chunked_forms_equal_the_per_token_loop(T, chunk, with_sta
     for o, s in ((o_rec, s_rec), (o_chk, s_chk)):
         assert (o - o_ref).abs().max() < 1e-9
         assert (s - s_ref).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("C", [1, 2, 5, 17, 64])
+def test_doubling_solve_equals_the_triangular_solve(C):
+    """The export form of the UT transform (matrix products only) against torch.linalg.solve_triangular."""
+    g = torch.Generator().manual_seed(C)
+    L = torch.eye(C, dtype=torch.float64) + 0.5 * torch.randn(3, C, C, generator=g, dtype=torch.float64).tril(-1)
+    rhs = torch.randn(3, C, 4, generator=g, dtype=torch.float64)
+    ref = torch.linalg.solve_triangular(L, rhs, upper=False, unitriangular=True)
+    assert (unit_lower_solve_doubling(L, rhs) - ref).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("T", [1, 17, 40])
+def test_chunked_form_with_the_doubling_solve_equals_the_per_token_loop(T):
+    q, k, v, g, beta, S0 = make_inputs(T=T)
+    o_ref, s_ref = gated_delta_rule_naive(q, k, v, g, beta, initial_state=S0)
+    o, s = gated_delta_rule_chunked(q, k, v, g, beta, initial_state=S0, chunk_size=T, solve="doubling")
+    assert (o - o_ref).abs().max() < 1e-9 and (s - s_ref).abs().max() < 1e-9
 
 
 def test_forms_agree_with_flash_linear_attention_naive_references():
