@@ -7,8 +7,8 @@ bytes -> RGB) and resize, VAE encode, memory update, sampler steps, action post-
 updates only, as on the ticks that need no new chunk), then `--ticks` full ticks are timed there;
 history lengths are interleaved so machine noise hits them alike.
 
-    python bench/act_latency.py                        # tiny preset (untrained weights: same cost)
-    python bench/act_latency.py --artifact artifacts/tiny_button_press --histories 0 1000 10000
+    python bench/act_latency.py                        # the committed tiny artifact, torch
+    python bench/act_latency.py --backends torch onnx --histories 0 1000 10000
 """
 from __future__ import annotations
 
@@ -26,21 +26,31 @@ from tqdm import tqdm
 
 
 def build(args):
+    """One engine per (backend, history), so every stream really runs to its own history length."""
     from kairos_model.checkpoint import build_parts
     from kairos_model.engine import TorchEngine, load_engine
     from kairos_model.world_model import WorldModelConfig
+    keys = [(b, h) for b in args.backends for h in args.histories]
     if args.artifact:
-        return [load_engine(args.artifact, sampler_steps=args.sampler_steps).engine for _ in args.histories]
+        from training.export import ensure_exported
+        exported = ensure_exported(args.artifact) if set(args.backends) - {"torch"} else None
+        return keys, [load_engine(args.artifact if b == "torch" else exported, backend=b, sampler_steps=args.sampler_steps,
+                                  threads=torch.get_num_threads()).engine for b, _ in keys]
+    if args.backends != ["torch"]:
+        raise SystemExit("the onnx/tensorrt backends need --artifact (an untrained preset is torch only)")
     torch.manual_seed(0)
     cfg = WorldModelConfig.preset("tiny", action_dim=8, proprio_dim=8)
     parts = build_parts(cfg)
-    return [TorchEngine(parts["world_model"], parts["vae"], parts["understanding"], sampler_steps=args.sampler_steps)
-            for _ in args.histories]
+    return keys, [TorchEngine(parts["world_model"], parts["vae"], parts["understanding"],
+                              sampler_steps=args.sampler_steps) for _ in keys]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--artifact", help="a model directory; default: an untrained tiny model (same cost)")
+    ap.add_argument("--artifact", default="artifacts/tiny_button_press",
+                    help="a checkpoint or exported artifact ('' : an untrained tiny model, torch only)")
+    ap.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "onnx", "tensorrt"],
+                    help="compared side by side, ticks interleaved")
     ap.add_argument("--histories", type=int, nargs="+", default=[0, 1000, 10000])
     ap.add_argument("--ticks", type=int, default=40, help="timed full ticks per history length")
     ap.add_argument("--sampler-steps", type=int, default=4)
@@ -50,7 +60,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from kairos_model.engine import Observation
     from kairos_ros.core.image import image_to_rgb, resize_rgb
-    engines = build(args)
+    keys, engines = build(args)
     S = engines[0].image_size[0]
     J = engines[0].cfg.proprio_dim
     rng = np.random.default_rng(0)
@@ -59,41 +69,49 @@ def main(argv=None) -> int:
     small = rng.integers(0, 255, (S, S, 3), dtype=np.uint8)
     joints = np.zeros(J)
     instr = "press the button from the top"
-    for eng, h in zip(engines, args.histories):                      # advance each stream to its history
+    for eng, (b, h) in zip(engines, keys):                           # advance each stream to its history
         eng.reset()
-        for _ in tqdm(range(h), desc=f"stream to {h} frames", leave=False):
+        for _ in tqdm(range(h), desc=f"{b}: stream to {h} frames", leave=False):
             eng.step(Observation(small, joints, instr), sample=False)
-    per = {h: {"total": [], "image": []} for h in args.histories}
-    order = [(i, h) for i, h in enumerate(args.histories) for _ in range(args.ticks)]
+    per = {k: {"total": [], "image": []} for k in keys}
+    order = [(i, k) for i, k in enumerate(keys) for _ in range(args.ticks)]
     random.Random(0).shuffle(order)
-    for i, h in tqdm(order, desc="timed ticks"):
+    for i, k in tqdm(order, desc="timed ticks"):
         t0 = time.perf_counter()
         rgb = resize_rgb(image_to_rgb("rgb8", H, W, W * 3, msg_bytes), S)
         t1 = time.perf_counter()
         pred = engines[i].step(Observation(rgb, joints, instr), decode_future=args.decode_future)
         np.clip(pred.actions, -3, 3)
         t2 = time.perf_counter()
-        per[h]["total"].append(1e3 * (t2 - t0))
-        per[h]["image"].append(1e3 * (t1 - t0))
-        for k, v in pred.timings_ms.items():
-            per[h].setdefault(k, []).append(v)
-    table = Table(title=f"act tick latency (ms), tiny preset, {args.sampler_steps} sampler steps, "
+        per[k]["total"].append(1e3 * (t2 - t0))
+        per[k]["image"].append(1e3 * (t1 - t0))
+        for name, v in pred.timings_ms.items():
+            per[k].setdefault(name, []).append(v)
+    table = Table(title=f"act tick latency (ms), {args.sampler_steps} sampler steps, "
                         f"{torch.get_num_threads()} threads, camera {W}x{H} -> {S}x{S}")
-    stages = [k for k in per[args.histories[0]] if k != "total"]
-    for c in ["history (frames)", "p50", "p99", *[f"{k} p50" for k in stages], "miss @10Hz", "state MB"]:
+    stages = [k for k in per[keys[0]] if k != "total"]
+    for c in ["backend", "history (frames)", "p50", "p99", *[f"{k} p50" for k in stages], "miss @10Hz", "state MB"]:
         table.add_column(c, justify="right")
     res = {}
-    for i, h in enumerate(args.histories):
-        tot = np.array(per[h]["total"])
+    for i, (b, h) in enumerate(keys):
+        tot = np.array(per[(b, h)]["total"])
         miss = float((tot > 100.0).mean())
-        res[h] = {"p50": float(np.percentile(tot, 50)), "p99": float(np.percentile(tot, 99)), "miss_10hz": miss,
-                  **{k: float(np.median(per[h][k])) for k in stages}, "state_mb": engines[i].state_bytes() / 2**20}
-        table.add_row(str(h), f"{res[h]['p50']:.1f}", f"{res[h]['p99']:.1f}",
-                      *[f"{res[h][k]:.2f}" for k in stages], f"{100 * miss:.1f}%", f"{res[h]['state_mb']:.2f}")
+        r = {"backend": b, "history": h, "p50": float(np.percentile(tot, 50)), "p99": float(np.percentile(tot, 99)),
+             "miss_10hz": miss, **{k: float(np.median(per[(b, h)][k])) for k in stages},
+             "state_mb": engines[i].state_bytes() / 2**20}
+        res[f"{b}/{h}"] = r
+        table.add_row(b, str(h), f"{r['p50']:.1f}", f"{r['p99']:.1f}", *[f"{r[k]:.2f}" for k in stages],
+                      f"{100 * miss:.1f}%", f"{r['state_mb']:.2f}")
     Console().print(table)
-    first, last = res[args.histories[0]], res[args.histories[-1]]
-    print(f"p50 at {args.histories[-1]} frames / at {args.histories[0]}: {last['p50'] / first['p50']:.2f}x "
-          f"(flat = 1.0); state size {last['state_mb']:.2f} MB at both")
+    for b in args.backends:
+        first, last = res[f"{b}/{args.histories[0]}"], res[f"{b}/{args.histories[-1]}"]
+        print(f"{b}: p50 at {args.histories[-1]} frames / at {args.histories[0]}: {last['p50'] / first['p50']:.2f}x "
+              f"(flat = 1.0); state size {last['state_mb']:.2f} MB at both")
+    if len(args.backends) > 1:
+        for b in args.backends[1:]:
+            ratio = np.mean([res[f"torch/{h}"]["p50"] / res[f"{b}/{h}"]["p50"] for h in args.histories]) \
+                if "torch" in args.backends else float("nan")
+            print(f"{b} vs torch: {ratio:.2f}x faster at p50 (mean over history lengths)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "results": res}, f, indent=2)

@@ -109,6 +109,7 @@ class TorchEngine:
         self.generator = torch.Generator().manual_seed(self.seed)
         self._instruction = None
         self._text_tokens = None
+        self._ctx = None
 
     def state_bytes(self) -> int:
         return self.state.nbytes()
@@ -118,29 +119,35 @@ class TorchEngine:
 
     @torch.no_grad()
     def step(self, obs: Observation, decode_future: bool = False, sample: bool = True,
-             action_prefix: Optional[np.ndarray] = None) -> Optional[ActionPrediction]:
+             action_prefix: Optional[np.ndarray] = None, update_memory: bool = True) -> Optional[ActionPrediction]:
         """One control step: the memory takes the frame; with sample=True the action chunk (and the
         future latents) are sampled from it. sample=False only advances the memory (ticks where the
         execution strategy still has commands): the memory sees every camera frame, as in training.
         action_prefix [d, A] (model joint order, robot units): the chunk's first d steps are fixed
-        to these (real-time chunking) and the rest is sampled consistent with them."""
-        joints = self._check(obs)
+        to these (real-time chunking) and the rest is sampled consistent with them.
+        update_memory=False: the frame is the one the memory already took (a control tick without a
+        new camera frame); the chunk is sampled from that step's context, the memory is unchanged."""
         t = {}
         t0 = time.perf_counter()
-        img = torch.from_numpy(obs.image_hwc).to(self.device).permute(2, 0, 1).float().div_(255).unsqueeze(0)
-        t["image"] = time.perf_counter()
-        z, _ = self.vae.encode(img.unsqueeze(1))                                      # [1, 1, C, h, w]
-        z = z * self.latent_scale
-        t["vae_encode"] = time.perf_counter()
-        if obs.instruction != self._instruction:        # the text part only changes with the task
-            self._text_tokens = self.und.encode_text([obs.instruction])
-            self._instruction = obs.instruction
-        und = torch.cat([self._text_tokens, self.und.encode_image(img)], 1).unsqueeze(1)
-        proprio = torch.from_numpy(self.proprio.normalize(joints)).float().to(self.device).view(1, 1, -1)
-        ctx, self.state = self.model.encode_context(z, proprio, und, self.state)
-        t["memory_update"] = time.perf_counter()
+        if update_memory:
+            joints = self._check(obs)
+            img = torch.from_numpy(obs.image_hwc).to(self.device).permute(2, 0, 1).float().div_(255).unsqueeze(0)
+            t["image"] = time.perf_counter()
+            z, _ = self.vae.encode(img.unsqueeze(1))                                      # [1, 1, C, h, w]
+            z = z * self.latent_scale
+            t["vae_encode"] = time.perf_counter()
+            if obs.instruction != self._instruction:        # the text part only changes with the task
+                self._text_tokens = self.und.encode_text([obs.instruction])
+                self._instruction = obs.instruction
+            und = torch.cat([self._text_tokens, self.und.encode_image(img)], 1).unsqueeze(1)
+            proprio = torch.from_numpy(self.proprio.normalize(joints)).float().to(self.device).view(1, 1, -1)
+            self._ctx, self.state = self.model.encode_context(z, proprio, und, self.state)
+            t["memory_update"] = time.perf_counter()
+        elif self._ctx is None:
+            raise ValueError("update_memory=False needs a previous step: the memory has no frame yet")
+        ctx = self._ctx
         if not sample:
-            self.steps += 1
+            self.steps += update_memory
             return None
         prefix = None
         if action_prefix is not None:
@@ -156,7 +163,7 @@ class TorchEngine:
             t["future_decode"] = time.perf_counter()
         else:
             fut = fut[0, 0]
-        self.steps += 1
+        self.steps += update_memory
         stamps = [t0] + list(t.values())
         timings = {k: 1e3 * (b - a) for k, a, b in zip(t, stamps[:-1], stamps[1:])}
         return ActionPrediction(actions=actions, future_latents=fut, step=self.steps, timings_ms=timings)

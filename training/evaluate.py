@@ -22,8 +22,6 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     from kairos_model.engine import load_engine
     from kairos_ros.core.act_core import ActConfig, ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
-    if backend != "torch":
-        raise ValueError(f"backend {backend!r} is not available yet; this build has: torch")
     with open(os.path.join(artifact, "config.json")) as f:
         fmt = json.load(f).get("format")
     if fmt == "kairos-bc-1":
@@ -31,7 +29,10 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
         engine = BCEngine(artifact)
         names = engine.joint_names or JOINT_NAMES
     else:
-        loaded = load_engine(artifact, sampler_steps=sampler_steps)
+        if backend in ("onnx", "tensorrt"):
+            from training.export import ensure_exported
+            artifact = ensure_exported(artifact)
+        loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
     per_task, lat, frames_by_task = {}, [], {}
     bar = tqdm(total=len(tasks) * episodes, desc="evaluate", unit="ep", disable=not progress)
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
     ap.add_argument("--episodes", type=int, default=20, help="held-out variations per task")
     ap.add_argument("--first-variation", type=int, default=10_000)
     ap.add_argument("--max-steps", type=int, default=40)
-    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnx", "tensorrt", "auto"),
+                    help="onnx/tensorrt export a plain checkpoint first (cached)")
     ap.add_argument("--strategy", default="execute_then_replan")
     ap.add_argument("--execution-horizon", type=int, default=4)
     ap.add_argument("--sampler-steps", type=int, default=4)

@@ -215,7 +215,10 @@ def _io_spec(path: str) -> dict:
 
 def export_onnx_graphs(parts, latent_scale: float, out_dir: str, opset: int = 18, progress=None) -> Dict[str, dict]:
     """Export the five graphs to out_dir; returns {graph: {"file", "inputs", "outputs"}}."""
+    import logging
     import onnx
+    for name in ("onnx_ir", "onnxscript"):          # their passes log every rewrite at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     cfg = parts["world_model"].cfg
     for p in parts.values():
         p.eval().float()

@@ -113,6 +113,7 @@ class OnnxEngine:
         self.generator = torch.Generator().manual_seed(self.seed)
         self._instruction = None
         self._text_tokens = None
+        self._ctx = None
 
     def state_bytes(self) -> int:
         return int(sum(a.nbytes for a in self.state.values()))
@@ -124,29 +125,35 @@ class OnnxEngine:
             raise RuntimeError(f"onnxruntime failed in {graph}: {e}") from e
 
     def step(self, obs: Observation, decode_future: bool = False, sample: bool = True,
-             action_prefix: Optional[np.ndarray] = None) -> Optional[ActionPrediction]:
-        """See TorchEngine.step: one memory update per call, the chunk sampled when sample=True."""
+             action_prefix: Optional[np.ndarray] = None, update_memory: bool = True) -> Optional[ActionPrediction]:
+        """See TorchEngine.step: one memory update per call (unless update_memory=False), the chunk
+        sampled when sample=True."""
         cfg = self.cfg
-        joints = check_observation(obs, self.image_size, cfg.proprio_dim)
         t = {}
         t0 = time.perf_counter()
-        img = np.ascontiguousarray(obs.image_hwc.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
-        t["image"] = time.perf_counter()
-        latent, image_tokens = self._run("frame_encoder", {"image": img})
-        t["vae_encode"] = time.perf_counter()
-        if obs.instruction != self._instruction:
-            ids, _ = hash_tokenize([obs.instruction], cfg.und.vocab_buckets, cfg.und.max_words)
-            self._text_tokens = self._run("text_encoder", {"ids": ids.numpy()})[0]
-            self._instruction = obs.instruction
-        proprio = self.proprio.normalize(joints).astype(np.float32)[None]
-        feeds = {"latent": latent, "image_tokens": image_tokens, "text_tokens": self._text_tokens, "proprio": proprio}
-        feeds.update(self.state)
-        out = self._run("context_step", feeds)
-        ctx_k, ctx_v = out[0], out[1]
-        self.state = {name: a for (name, _, _), a in zip(self.state_spec, out[2:])}
-        t["memory_update"] = time.perf_counter()
+        if update_memory:
+            joints = check_observation(obs, self.image_size, cfg.proprio_dim)
+            img = np.ascontiguousarray(obs.image_hwc.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
+            t["image"] = time.perf_counter()
+            latent, image_tokens = self._run("frame_encoder", {"image": img})
+            t["vae_encode"] = time.perf_counter()
+            if obs.instruction != self._instruction:
+                ids, _ = hash_tokenize([obs.instruction], cfg.und.vocab_buckets, cfg.und.max_words)
+                self._text_tokens = self._run("text_encoder", {"ids": ids.numpy()})[0]
+                self._instruction = obs.instruction
+            proprio = self.proprio.normalize(joints).astype(np.float32)[None]
+            feeds = {"latent": latent, "image_tokens": image_tokens, "text_tokens": self._text_tokens,
+                     "proprio": proprio}
+            feeds.update(self.state)
+            out = self._run("context_step", feeds)
+            self._ctx = (out[0], out[1])
+            self.state = {name: a for (name, _, _), a in zip(self.state_spec, out[2:])}
+            t["memory_update"] = time.perf_counter()
+        elif self._ctx is None:
+            raise ValueError("update_memory=False needs a previous step: the memory has no frame yet")
+        ctx_k, ctx_v = self._ctx
         if not sample:
-            self.steps += 1
+            self.steps += update_memory
             return None
         h, w = cfg.latent_hw
         # the same draws, in the same order, as KairosWorldModel.sample with B = P = 1
@@ -182,7 +189,7 @@ class OnnxEngine:
             t["future_decode"] = time.perf_counter()
         else:
             fut = fut[0]
-        self.steps += 1
+        self.steps += update_memory
         stamps = [t0] + list(t.values())
         timings = {k: 1e3 * (b - a) for k, a, b in zip(t, stamps[:-1], stamps[1:])}
         return ActionPrediction(actions=actions, future_latents=fut, step=self.steps, timings_ms=timings)

@@ -95,6 +95,10 @@ class ActCore:
         self.tick_index = 0
         self.active_faults: set = set()
         self.last_good_position: Optional[np.ndarray] = None
+        # One memory update per camera frame, as in training: the control timer and the camera are
+        # not in lockstep, so a tick without a new frame must not feed the same frame again.
+        self.image_seq = 0
+        self.used_seq: Optional[int] = None
 
     # -- inputs (called from subscriber callbacks: cheap) -----------------------------------------
     def set_image(self, rgb_hwc: Optional[np.ndarray], stamp: float, error: Optional[str] = None,
@@ -108,6 +112,7 @@ class ActCore:
             if size[0] != size[1]:
                 raise ImageError(f"model input {size} is not square")
             self.image = resize_rgb(rgb_hwc, size[0])
+            self.image_seq += 1
             self.image_stamp = stamp
             self.image_header = header_stamp if header_stamp else None
             self.image_error = None
@@ -133,9 +138,12 @@ class ActCore:
         self.instruction = text
 
     def reset(self) -> None:
+        """New episode: empty memory, no chunk; the frame held now belongs to the old episode, so
+        the memory waits for the next one."""
         self.engine.reset()
         self.strategy.reset()
         self.tick_index = 0
+        self.used_seq = self.image_seq if self.image is not None else None
 
     # -- one control tick -------------------------------------------------------------------------
     def _fault(self, now: float) -> Optional[str]:
@@ -190,6 +198,9 @@ class ActCore:
         fault = self._fault(now)
         if fault:
             return self._hold(fault)
+        new_frame = self.image_seq != self.used_seq
+        if not new_frame and self.used_seq is not None and self.tick_index == 0:
+            return self._hold("waiting for the first camera frame after the reset")
         cur = self.current_position()
         pred = None
         names, pos = self.paired_joints()[0]
@@ -200,10 +211,14 @@ class ActCore:
             pre = self.strategy.prefix(self.tick_index)                # [d, J] robot order, or None
             if pre is not None:
                 kw["action_prefix"] = pre[:, [self.cfg.joint_names.index(n) for n in self.cfg.model_joint_names]]
-        try:                                 # the memory takes every tick's frame; sampling only when needed
-            pred = self.engine.step(obs, sample=need, **kw)
+        if not new_frame:
+            kw["update_memory"] = False      # the memory already holds this frame
+        try:                                 # the memory takes every new frame; sampling only when needed
+            if new_frame or need:
+                pred = self.engine.step(obs, sample=need, **kw)
         except Exception as e:               # a backend failure must not take the robot down
             return self._hold(f"backend error: {type(e).__name__}: {e}")
+        self.used_seq = self.image_seq
         if need:
             chunk = pred.actions[:, [self.cfg.model_joint_names.index(n) for n in self.cfg.joint_names]]
             if not np.isfinite(chunk).all():

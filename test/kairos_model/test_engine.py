@@ -51,3 +51,26 @@ def test_bad_observations_are_refused(engine):
         engine.step(Observation(good.image_hwc, good.joints[:3], "x"))
     with pytest.raises(ValueError, match="non-finite"):
         engine.step(Observation(good.image_hwc, np.full(7, np.nan), "x"))
+
+
+def test_a_tick_without_a_new_frame_samples_without_touching_the_memory(engine):
+    """update_memory=False: the chunk comes from the last frame's context; the memory and the step
+    count stay as they were, so the stream sees each camera frame exactly once."""
+    engine.reset()
+    with pytest.raises(ValueError, match="no frame yet"):
+        engine.step(obs(0), update_memory=False)
+    engine.step(obs(0), sample=False)
+    before = [t.clone() if isinstance(t, torch.Tensor) else t for t in engine.state.layers]
+    pred = engine.step(obs(0), update_memory=False)
+    assert pred.actions.shape == (8, 7) and engine.steps == 1
+    for a, b in zip(before, engine.state.layers):
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a, b)
+        else:
+            assert torch.equal(a.k, b.k) and torch.equal(a.slot_frames, b.slot_frames)
+    # the same as if the frame had been sampled from when it arrived, on a fresh noise stream
+    engine.reset()
+    ref = engine.step(obs(0))
+    engine.reset()
+    engine.step(obs(0), sample=False)
+    assert np.allclose(engine.step(obs(0), update_memory=False).actions, ref.actions, atol=1e-6)

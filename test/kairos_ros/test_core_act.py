@@ -137,3 +137,34 @@ def test_real_time_chunking_joins_chunks_without_a_jump(engine):
     # the tick-3 chunk starts with exactly what the tick-0 chunk said for tick 3, and so on
     np.testing.assert_allclose(preds[3][0], preds[0][3], atol=1e-5)
     np.testing.assert_allclose(preds[6][0], preds[3][3], atol=1e-5)
+
+
+def test_the_memory_takes_each_camera_frame_once_however_the_ticks_fall(engine):
+    """The control timer and the camera are not in lockstep: a tick without a new frame must not feed
+    the held frame to the memory again, and after a reset the memory waits for a fresh frame."""
+    calls = []
+
+    class Recording:
+        image_size = engine.image_size
+
+        def reset(self):
+            calls.append("reset")
+
+        def step(self, obs, sample=True, update_memory=True, **kw):
+            calls.append(("step", sample, update_memory))
+            return engine.step(obs, sample=sample, update_memory=update_memory, **kw)
+
+    engine.reset()
+    c = ActCore(ActConfig(joint_names=MODEL, lower=[-1] * 7, upper=[1] * 7, max_velocity=[1] * 7,
+                          instruction="x", execution_horizon=2), Recording())
+    feed(c, 0.0)
+    assert c.tick(0.0).kind == "trajectory"            # new frame, chunk needed
+    assert c.tick(0.1).kind == "trajectory"            # same frame, chunk still running: no engine call
+    r = c.tick(0.2)                                    # same frame, chunk used up: sample, memory untouched
+    assert r.kind == "trajectory"
+    assert calls == [("step", True, True), ("step", True, False)]
+    c.reset()
+    r = c.tick(0.25)
+    assert r.kind == "hold" and "first camera frame after the reset" in r.reason
+    feed(c, 0.3)
+    assert c.tick(0.3).kind == "trajectory" and calls[-1] == ("step", True, True)

@@ -82,7 +82,7 @@ class BCEngine:
         self.steps = 0
 
     @torch.no_grad()
-    def step(self, obs, decode_future: bool = False, sample: bool = True):
+    def step(self, obs, decode_future: bool = False, sample: bool = True, update_memory: bool = True):
         from kairos_model.engine import ActionPrediction
         self.steps += 1
         if not sample:
