@@ -1,6 +1,6 @@
 """The main job's graph end to end with real rclpy and DDS, each node in its own process as on a
 robot: `sim_robot` (the simulated Sawyer) and `act_node` (configured and activated by `kairos act`)
-with the committed artifact; this test listens to the sim's episode events. The arm must move
+with the committed artifact on the onnx backend (config/sim_act.yaml); this test listens to the sim's episode events. The arm must move
 toward the button (distance falls), nothing crashes, and both processes shut down cleanly."""
 import json
 import os
@@ -16,10 +16,12 @@ BIN = os.path.dirname(sys.executable)
 
 
 @pytest.mark.timeout(300)
-def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path):
+def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path, exported_default):
     import rclpy
     from std_msgs.msg import String
-    env = {**os.environ, "ROS_DOMAIN_ID": str(ros_context.get_domain_id()), "PYTHONUNBUFFERED": "1"}
+    _, cache = exported_default        # config/sim_act.yaml runs the onnx backend: the export is done already
+    env = {**os.environ, "ROS_DOMAIN_ID": str(ros_context.get_domain_id()), "PYTHONUNBUFFERED": "1",
+           "KAIROS_EXPORT_CACHE": cache}
     act = subprocess.Popen([os.path.join(BIN, "kairos"), "act", "--config", "config/sim_act.yaml"],
                            stdout=open(tmp_path / "act.log", "w"), stderr=subprocess.STDOUT, env=env)
     sim = subprocess.Popen([os.path.join(BIN, "sim_robot"), "--ros-args", "--params-file", "config/sim_act.yaml",
@@ -48,5 +50,6 @@ def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path):
         node.destroy_node()
     logs = (tmp_path / "act.log").read_text() + (tmp_path / "sim.log").read_text()
     assert "Traceback" not in logs, logs[-3000:]
+    assert "configured: backend onnx" in logs, logs[-3000:]
     assert rc == [0, 0], (rc, logs[-3000:])
 
