@@ -99,6 +99,30 @@ def add_int8(path: str) -> None:
     write_manifest(path, m)
 
 
+def text_int4_cost(artifact: str) -> dict:
+    """The int4 text encoder against the float one on the MT10 instructions: relative error of the
+    text tokens, and the largest cosine distance of one token."""
+    import onnxruntime as ort
+    from kairos_model.backends import read_artifact
+    from kairos_model.understanding import hash_tokenize
+    from kairos_sim.metaworld_sim import INSTRUCTIONS
+    m, cfg, _ = read_artifact(artifact)
+    f32 = ort.InferenceSession(os.path.join(artifact, m["graphs"]["text_encoder"]["file"]))
+    i4 = ort.InferenceSession(os.path.join(artifact, m["quantized"]["text_encoder"]["file"]))
+    rel, cos = [], []
+    for text in INSTRUCTIONS.values():
+        ids, _ = hash_tokenize([text], cfg.und.vocab_buckets, cfg.und.max_words)
+        a, b = (s.run(None, {"ids": ids.numpy()})[0][0] for s in (f32, i4))
+        rel.append(np.linalg.norm(a - b) / np.linalg.norm(a))
+        cos.append(1 - (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)))
+    out = {"text_encoder_int4_rel_error": float(np.mean(rel)), "text_encoder_int4_max_cos_distance": float(np.max(cos)),
+           "instructions": len(rel)}
+    print(f"text encoder int4 vs float32 ({len(rel)} MT10 instructions): relative token error "
+          f"{out['text_encoder_int4_rel_error']:.3f} (mean), largest per-token cosine distance "
+          f"{out['text_encoder_int4_max_cos_distance']:.4f}")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["tiny", "small"])
@@ -165,6 +189,8 @@ def main(argv=None) -> int:
             table.add_row(p, b, f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}", f"{row.get('speedup_p50', 1):.2f}x",
                           f"{row['peak_rss_mb']:.0f}", f"{row['model_mb']:.0f}", *diff)
     Console().print(table)
+    if "onnx-int8" in backends and "tiny" in arts:
+        results.append(text_int4_cost(arts["tiny"]))
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -1,7 +1,9 @@
 """The main job's graph end to end with real rclpy and DDS, each node in its own process as on a
 robot: `sim_robot` (the simulated Sawyer) and `act_node` (configured and activated by `kairos act`)
 with the committed artifact on the onnx backend (config/sim_act.yaml); this test listens to the sim's episode events. The arm must move
-toward the button (distance falls), nothing crashes, and both processes shut down cleanly."""
+toward the button (distance falls), nothing crashes, and both processes shut down cleanly.
+The recorder node (a third process, sqlite3 storage) records the episode off the live graph, and the
+bag converts into a stage-III dataset whose actions are the commands the act node sent."""
 import json
 import os
 import signal
@@ -15,7 +17,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 BIN = os.path.dirname(sys.executable)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path, exported_default):
     import rclpy
     from std_msgs.msg import String
@@ -24,6 +26,10 @@ def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path, 
            "KAIROS_EXPORT_CACHE": cache}
     act = subprocess.Popen([os.path.join(BIN, "kairos"), "act", "--config", "config/sim_act.yaml"],
                            stdout=open(tmp_path / "act.log", "w"), stderr=subprocess.STDOUT, env=env)
+    rec = subprocess.Popen([os.path.join(BIN, "recorder"), "--ros-args", "--params-file", "config/record.yaml",
+                            "-p", f"output_dir:={tmp_path / 'bags'}", "-p", "storage:=sqlite3"],
+                           stdout=open(tmp_path / "rec.log", "w"), stderr=subprocess.STDOUT, env=env)
+    time.sleep(2.0)                    # the recorder subscribes before the first episode starts
     sim = subprocess.Popen([os.path.join(BIN, "sim_robot"), "--ros-args", "--params-file", "config/sim_act.yaml",
                             "-p", "episodes:=1", "-p", "max_steps:=25"],
                            stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=env)
@@ -42,14 +48,31 @@ def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path, 
         assert end, "no episode ended: " + (tmp_path / "sim.log").read_text()[-2000:]
         e = end[0]
         assert e["min_distance"] < 0.6 * e["start_distance"], e
+        time.sleep(1.5)                # the recorder closes the episode on the end event
     finally:
-        for p in (act, sim):
+        for p in (act, sim, rec):
             p.send_signal(signal.SIGINT)
-        rc = [p.wait(timeout=30) for p in (act, sim)]
+        rc = [p.wait(timeout=30) for p in (act, sim, rec)]
         ex.shutdown()
         node.destroy_node()
-    logs = (tmp_path / "act.log").read_text() + (tmp_path / "sim.log").read_text()
+    logs = (tmp_path / "act.log").read_text() + (tmp_path / "sim.log").read_text() + (tmp_path / "rec.log").read_text()
     assert "Traceback" not in logs, logs[-3000:]
     assert "configured: backend onnx" in logs, logs[-3000:]
-    assert rc == [0, 0], (rc, logs[-3000:])
+    assert rc == [0, 0, 0], (rc, logs[-3000:])
+    # the recorded episode becomes stage-III data
+    import numpy as np
+    from kairos_ros.core.recorder import iter_episodes
+    from kairos_sim.metaworld_sim import JOINT_NAMES
+    from training.data.bags import bags_to_dataset
+    from training.data.lerobot import JointMapping, LeRobotDataset
+    eps = list(iter_episodes(str(tmp_path / "bags")))
+    assert len(eps) == 1, eps
+    assert any(f.endswith(".db3") for _, _, fs in os.walk(eps[0]) for f in fs), "sqlite3 storage was asked for"
+    n, left = bags_to_dataset(eps, str(tmp_path / "ds"), JOINT_NAMES)
+    assert n == 1, left
+    ep = LeRobotDataset(str(tmp_path / "ds"), mapping=JointMapping(JOINT_NAMES)).episode(0)
+    T = len(ep.state)
+    assert T >= 5 and next(iter(ep.frames.values())).shape == (T, 64, 64, 3)
+    assert np.isfinite(ep.action).all() and np.abs(ep.action - ep.state).max() > 1e-3   # commands were recorded
+    assert "button" in ep.task
 

@@ -1,0 +1,135 @@
+"""The distillation table: teacher at 40 steps, teacher at 4 steps (not distilled), student at 4 steps
+(kairos distill), on the same held-out data, in one run:
+
+- action error: teacher-forced along held-out expert episodes (scenes never demonstrated), mean |a - a*| rad;
+- future-frame PSNR: the first imagined frame of every anchor, decoded, vs the real next frame;
+- closed-loop success in the simulator (held-out scenes, offline clock) and mean episode length;
+- latency of a control step that samples a chunk (torch eager, 2 threads; p50 over `--latency-steps`).
+
+    python bench/distillation.py --student runs/distill_tiny/artifact
+    python bench/distillation.py --student runs/distill_tiny/artifact --extra-steps 1 2   # also 1- and 2-step rows
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def load_model(path):
+    from kairos_model.checkpoint import load_checkpoint
+    from training.data.sources import Normalization
+    from training.trainer import WorldModelTrainable
+    cfg, parts = load_checkpoint(path)
+    with open(os.path.join(path, "config.json")) as f:
+        m = json.load(f)["meta"]
+    norm = Normalization(np.array(m["proprio"]["mean"]), np.array(m["proprio"]["std"]),
+                         np.array(m["actions"]["mean"]), np.array(m["actions"]["std"]))
+    tr = WorldModelTrainable(parts, parts["vae"], m.get("latent_scale", 1.0)).eval()
+    return tr, norm, m
+
+
+@torch.no_grad()
+def future_psnr(tr, episodes, norm, steps: int) -> float:
+    """PSNR (dB) of the first imagined frame at every anchor of each held-out episode vs the real next frame."""
+    from kairos_model.vae import psnr
+    from training.data.sources import EpisodeSource
+    src = EpisodeSource(episodes, 64, tr.wm.cfg.action_horizon, norm, True)
+    preds, trues = [], []
+    for i, ep in enumerate(episodes):
+        T = len(ep.state)
+        x, st, _, _, task = src.clip(i, T)
+        frames = torch.from_numpy(x).unsqueeze(0)
+        lat, und = tr.latents(frames), tr.und_tokens(frames, [task])
+        ctx, _ = tr.wm.encode_context(lat, torch.from_numpy(st).float().unsqueeze(0), und)
+        anchors = torch.arange(T - 1)
+        fut, _ = tr.wm.sample(ctx, anchors, steps=steps, generator=torch.Generator().manual_seed(i))
+        preds.append(tr.vae[0].decode(fut[0, :, :1] / tr.latent_scale)[:, 0].clamp(0, 1))
+        trues.append(frames[0, 1:T])
+    return psnr(torch.cat(preds), torch.cat(trues))
+
+
+def step_latency(path: str, steps: int, n: int) -> float:
+    from kairos_model.engine import Observation, load_engine
+    eng = load_engine(path, backend="torch", sampler_steps=steps).engine
+    rng = np.random.default_rng(0)
+    lat = []
+    for i in range(n + 3):
+        obs = Observation(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), rng.normal(size=eng.cfg.proprio_dim) * 0.1,
+                          "press the button top down")
+        t0 = time.perf_counter()
+        eng.step(obs)
+        if i >= 3:
+            lat.append(1e3 * (time.perf_counter() - t0))
+    return float(np.median(lat))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", default="artifacts/tiny_button_press")
+    ap.add_argument("--student", default="runs/distill_tiny/artifact")
+    ap.add_argument("--teacher-steps", type=int, default=40)
+    ap.add_argument("--student-steps", type=int, default=4)
+    ap.add_argument("--extra-steps", type=int, nargs="*", default=[], help="also compare teacher and student here")
+    ap.add_argument("--task", default="button-press-topdown-v3")
+    ap.add_argument("--heldout-episodes", type=int, default=10, help="teacher-forced episodes (action error, PSNR)")
+    ap.add_argument("--sim-episodes", type=int, default=20, help="closed-loop held-out scenes")
+    ap.add_argument("--latency-steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data-root", default="runs/distill_tiny", help="where held-out episodes are collected once")
+    ap.add_argument("--out", help="write the table as JSON")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+    from kairos_sim.metaworld_sim import TEST_VARIATIONS
+    from training.evaluate import evaluate
+    from training.recipe import SourceConfig
+    from training.trainer import Dist, eval_actions, load_episodes
+    teacher, norm, meta = load_model(a.teacher)
+    student, s_norm, s_meta = load_model(a.student)
+    held = load_episodes(SourceConfig(kind="sim_expert", tasks=[a.task], episodes=a.heldout_episodes,
+                                      first_variation=TEST_VARIATIONS, actions=True),
+                         a.data_root, meta.get("joint_names") or [], Dist(), sync=False)
+    rows = [("teacher", a.teacher, teacher, a.teacher_steps), ("teacher", a.teacher, teacher, a.student_steps),
+            ("student", a.student, student, a.student_steps)]
+    for k in a.extra_steps:
+        rows += [("teacher", a.teacher, teacher, k), ("student", a.student, student, k)]
+    results = []
+    for name, path, tr, steps in tqdm(rows, desc="distillation bench", unit="row"):
+        act = eval_actions(tr, held, norm, 64, steps=steps)["action_mae_rad"]
+        ps = future_psnr(tr, held, norm, steps)
+        per_task, _, _ = evaluate(path, [a.task], a.sim_episodes, sampler_steps=steps, progress=False)
+        res = per_task[a.task]
+        succ = sum(r["success"] for r in res)
+        results.append({"model": name, "steps": steps, "action_mae_rad": act, "future_psnr_db": ps,
+                        "success": succ, "episodes": len(res), "mean_episode": float(np.mean([r["steps"] for r in res])),
+                        "latency_ms": step_latency(path, steps, a.latency_steps)})
+    ref = results[0]
+    table = Table(title=f"{a.task}: {a.heldout_episodes} held-out episodes (teacher-forced), {a.sim_episodes} held-out "
+                        f"scenes closed loop, torch eager {a.threads} threads")
+    for c in ("model", "sampler steps", "action error rad", "future PSNR dB", "success", "mean episode",
+              "latency / sampling step ms", "speed-up vs teacher@%d" % a.teacher_steps):
+        table.add_column(c, justify="right")
+    for r in results:
+        table.add_row(r["model"], str(r["steps"]), f"{r['action_mae_rad']:.4f}", f"{r['future_psnr_db']:.2f}",
+                      f"{r['success']}/{r['episodes']}", f"{r['mean_episode']:.1f}", f"{r['latency_ms']:.1f}",
+                      f"{ref['latency_ms'] / r['latency_ms']:.1f}x")
+    Console().print(table)
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump({"distilled": s_meta.get("distilled"), "rows": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
