@@ -29,15 +29,18 @@ def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path, 
     rec = subprocess.Popen([os.path.join(BIN, "recorder"), "--ros-args", "--params-file", "config/record.yaml",
                             "-p", f"output_dir:={tmp_path / 'bags'}", "-p", "storage:=sqlite3"],
                            stdout=open(tmp_path / "rec.log", "w"), stderr=subprocess.STDOUT, env=env)
-    time.sleep(2.0)                    # the recorder subscribes before the first episode starts
-    sim = subprocess.Popen([os.path.join(BIN, "sim_robot"), "--ros-args", "--params-file", "config/sim_act.yaml",
-                            "-p", "episodes:=1", "-p", "max_steps:=25"],
-                           stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=env)
     node = rclpy.create_node("e2e_listener", context=ros_context)
     events = []
     node.create_subscription(String, "/sim_robot/episode", lambda m: events.append(json.loads(m.data)), 10)
     ex = rclpy.executors.SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
+    t_wait = time.time()               # the recorder must hear the episode's start event: wait for it to subscribe
+    while node.count_subscribers("/sim_robot/episode") < 2 and time.time() - t_wait < 60:
+        ex.spin_once(timeout_sec=0.1)
+        assert rec.poll() is None, (tmp_path / "rec.log").read_text()[-3000:]
+    sim = subprocess.Popen([os.path.join(BIN, "sim_robot"), "--ros-args", "--params-file", "config/sim_act.yaml",
+                            "-p", "episodes:=1", "-p", "max_steps:=25"],
+                           stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=env)
     try:
         t0 = time.time()
         while time.time() - t0 < 240 and not any(e["event"] == "end" for e in events):
