@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: int = 40,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
-             progress: bool = True, backend: str = "torch"):
+             progress: bool = True, backend: str = "torch", quantized: bool = False):
     from kairos_model.engine import load_engine
     from kairos_ros.core.act_core import ActConfig, ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
@@ -32,7 +32,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
         if backend in ("onnx", "tensorrt"):
             from training.export import ensure_exported
             artifact = ensure_exported(artifact)
-        loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend)
+        loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend, quantized=quantized)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
     per_task, lat, frames_by_task = {}, [], {}
     bar = tqdm(total=len(tasks) * episodes, desc="evaluate", unit="ep", disable=not progress)
@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-steps", type=int, default=40)
     ap.add_argument("--backend", default="torch", choices=("torch", "onnx", "tensorrt", "auto"),
                     help="onnx/tensorrt export a plain checkpoint first (cached)")
+    ap.add_argument("--quantized", action="store_true", help="the artifact's int8/int4 graphs (onnx backend)")
     ap.add_argument("--strategy", default="execute_then_replan")
     ap.add_argument("--execution-horizon", type=int, default=4)
     ap.add_argument("--sampler-steps", type=int, default=4)
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     from kairos_sim.metaworld_sim import MT10
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
     per_task, lat, frames = evaluate(args.artifact, tasks, args.episodes, args.first_variation, args.max_steps,
-                                     args.strategy, args.execution_horizon, args.sampler_steps, backend=args.backend)
+                                     args.strategy, args.execution_horizon, args.sampler_steps, backend=args.backend,
+                                     quantized=args.quantized)
     os.makedirs(args.report, exist_ok=True)
     from PIL import Image
     rows = []
