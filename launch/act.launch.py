@@ -1,4 +1,4 @@
-"""ros2 launch kairos_ros act.launch.py [config:=...] [artifact:=...] [backend:=torch] [namespace:=...] [use_sim_time:=false]
+"""ros2 launch kairos_ros act.launch.py [config:=...] [artifact:=...] [backend:=auto] [namespace:=...] [use_sim_time:=false]
 
 Starts the act node (a lifecycle node) with the YAML parameters, then configures and activates it.
 The same graph runs without ROS 2 launch as `kairos act --config config/act.yaml`."""
@@ -17,8 +17,9 @@ def generate_launch_description():
     default_config = PathJoinSubstitution([FindPackageShare("kairos_ros"), "config", "act.yaml"])
     args = [
         DeclareLaunchArgument("config", default_value=default_config, description="act node parameters (YAML)"),
-        DeclareLaunchArgument("artifact", default_value="", description="model directory; empty: untrained preset"),
-        DeclareLaunchArgument("backend", default_value="torch", description="inference backend"),
+        DeclareLaunchArgument("artifact", default_value="", description="checkpoint or exported artifact (kairos export); empty: untrained preset"),
+        DeclareLaunchArgument("backend", default_value="auto",
+                              description="inference backend: auto | torch | onnx | tensorrt"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
     ]
