@@ -31,8 +31,7 @@ def load_model(path):
     cfg, parts = load_checkpoint(path)
     with open(os.path.join(path, "config.json")) as f:
         m = json.load(f)["meta"]
-    norm = Normalization(np.array(m["proprio"]["mean"]), np.array(m["proprio"]["std"]),
-                         np.array(m["actions"]["mean"]), np.array(m["actions"]["std"]))
+    norm = Normalization.from_meta(m)
     tr = WorldModelTrainable(parts, parts["vae"], m.get("latent_scale", 1.0)).eval()
     return tr, norm, m
 

@@ -82,6 +82,16 @@ def check_observation(obs: Observation, image_size, proprio_dim: int) -> np.ndar
     return j
 
 
+def normalizer_from_meta(meta: dict, key: str, dim: int, where: str = "checkpoint") -> Normalizer:
+    """The `proprio` or `actions` normalisation a checkpoint stores (identity when absent)."""
+    d = meta.get(key)
+    if d is None:
+        return Normalizer.identity(dim)
+    if len(d["mean"]) != dim:
+        raise ValueError(f"{where}: {key} normalisation has {len(d['mean'])} entries, the model {dim}")
+    return Normalizer(d["mean"], d["std"])
+
+
 class TorchEngine:
     """Eager PyTorch backend of the streaming control step."""
 
@@ -235,16 +245,9 @@ def _load_torch(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, devic
     with open(os.path.join(path, "config.json")) as f:
         meta = json.load(f).get("meta", {})
 
-    def norm(key, dim):
-        d = meta.get(key)
-        if d is None:
-            return Normalizer.identity(dim)
-        if len(d["mean"]) != dim:
-            raise ValueError(f"{path}: {key} normalisation has {len(d['mean'])} entries, the model {dim}")
-        return Normalizer(d["mean"], d["std"])
-
     eng = TorchEngine(parts["world_model"], parts["vae"], parts["understanding"], sampler_steps=sampler_steps,
-                      cfg_scale=cfg_scale, proprio=norm("proprio", cfg.proprio_dim),
-                      actions=norm("actions", cfg.action_dim), latent_scale=meta.get("latent_scale", 1.0),
+                      cfg_scale=cfg_scale, proprio=normalizer_from_meta(meta, "proprio", cfg.proprio_dim, path),
+                      actions=normalizer_from_meta(meta, "actions", cfg.action_dim, path),
+                      latent_scale=meta.get("latent_scale", 1.0),
                       device=device)
     return LoadedModel(eng, _joint_names(path, meta, cfg), meta)

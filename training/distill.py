@@ -110,8 +110,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
         meta = json.load(f)["meta"]
     names = meta.get("joint_names") or []
     m = meta
-    norm = Normalization(np.array(m["proprio"]["mean"]), np.array(m["proprio"]["std"]),
-                         np.array(m["actions"]["mean"]), np.array(m["actions"]["std"]))
+    norm = Normalization.from_meta(m)
     D = Dist()
     src = SourceConfig(kind="lerobot" if cfg.data else "sim_expert", path=cfg.data or None, tasks=cfg.tasks,
                        episodes=cfg.episodes, actions=True)

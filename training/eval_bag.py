@@ -124,10 +124,12 @@ def main(argv=None) -> int:
     ap.add_argument("--joints-topic")
     ap.add_argument("--instruction", default="", help="overrides the recorded task text")
     ap.add_argument("--sampler-steps", type=int, default=4)
+    ap.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx", "tensorrt"),
+                    help="auto: an exported artifact's default backend, torch for a plain checkpoint")
     ap.add_argument("--report", default="runs/eval_bag")
     args = ap.parse_args(argv)
     from kairos_model.engine import load_engine
-    loaded = load_engine(args.artifact, sampler_steps=args.sampler_steps)
+    loaded = load_engine(args.artifact, sampler_steps=args.sampler_steps, backend=args.backend)
     if not loaded.joint_names:
         print("kairos eval-bag: the artifact names no joints (meta.joint_names); cannot map the bag's", file=sys.stderr)
         return 2

@@ -155,7 +155,6 @@ class VAEDecoderGraph(nn.Module):
 def _example_inputs(cfg, parts, latent_scale) -> Dict[str, Tuple[Tuple[str, ...], tuple]]:
     """graph name -> (input names, example tensors)."""
     model: KairosWorldModel = parts["world_model"]
-    und: UnderstandingEncoder = parts["understanding"]
     vae: VideoVAE = parts["vae"]
     s = vae.cfg.spatial_down
     h, w = cfg.latent_hw

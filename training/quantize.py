@@ -20,9 +20,6 @@ from typing import Dict, Sequence
 
 def quantize_graphs(artifact_dir: str, graphs: Dict[str, dict], kinds: Sequence[str]) -> Dict[str, dict]:
     """Write the quantized graphs into artifact_dir; returns {graph: {"file", "method"}}."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
     root = logging.getLogger()            # the quantizers log every tensor at INFO on the root logger
     level = root.level
     root.setLevel(logging.WARNING)

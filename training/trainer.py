@@ -435,8 +435,7 @@ def run(recipe: RecipeConfig, args) -> dict:
         norm = Normalization.from_episodes(eps)
         if init and "proprio" in init[2]:         # keep the pretrained model's input scaling
             m = init[2]
-            norm = Normalization(np.array(m["proprio"]["mean"]), np.array(m["proprio"]["std"]),
-                                 np.array(m["actions"]["mean"]), np.array(m["actions"]["std"]))
+            norm = Normalization.from_meta(m)
     else:
         J = cfg.proprio_dim
         norm = Normalization(np.zeros(J), np.ones(J), np.zeros(cfg.action_dim), np.ones(cfg.action_dim))

@@ -122,7 +122,6 @@ def verify_artifact(path: str, backend: str = "all", steps: int = 20) -> List[st
         if not ok:
             names.remove("tensorrt")
             lines.append(f"tensorrt: skipped ({why})")
-    rng = np.random.default_rng(0)
     results = {}
     for name in names:
         eng = load_engine(path, backend=name, sampler_steps=2).engine

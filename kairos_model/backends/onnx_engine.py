@@ -11,7 +11,6 @@ same observations (the parity test runs them side by side for 200 steps).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Dict, List, Optional, Sequence
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from kairos_model import flow
-from kairos_model.engine import ActionPrediction, Normalizer, Observation, check_observation
+from kairos_model.engine import ActionPrediction, Observation, check_observation, normalizer_from_meta
 from kairos_model.understanding import hash_tokenize
 from kairos_model.world_model import WorldModelConfig
 
@@ -53,8 +52,8 @@ class OnnxEngine:
         self.sampler_steps, self.cfg_scale, self.seed = sampler_steps, cfg_scale, seed
         self._open_sessions(providers, threads, quantized)
         self.state_spec = [(s["name"], tuple(s["shape"]), s["dtype"]) for s in manifest["state"]]
-        self.proprio = _norm(meta, "proprio", cfg.proprio_dim)
-        self.actions = _norm(meta, "actions", cfg.action_dim)
+        self.proprio = normalizer_from_meta(meta, "proprio", cfg.proprio_dim, path)
+        self.actions = normalizer_from_meta(meta, "actions", cfg.action_dim, path)
         frame_in = manifest["graphs"]["frame_encoder"]["inputs"][0]["shape"]
         self.image_size = (int(frame_in[2]), int(frame_in[3]))
         self.shift = flow.shape_shift_factor(cfg.video_tokens, cfg.future_frames, cfg.shift)
@@ -198,12 +197,3 @@ class OnnxEngine:
         """future latents [F, C, h, w] -> uint8 [F, H, W, 3]."""
         x = self._run("vae_decoder", {"latents": np.ascontiguousarray(future_latents.numpy(), np.float32)})[0]
         return (np.clip(x, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
-
-
-def _norm(meta: dict, key: str, dim: int) -> Normalizer:
-    d = meta.get(key)
-    if d is None:
-        return Normalizer.identity(dim)
-    if len(d["mean"]) != dim:
-        raise ValueError(f"{key} normalisation has {len(d['mean'])} entries, the model {dim}")
-    return Normalizer(d["mean"], d["std"])

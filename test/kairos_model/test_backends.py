@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kairos_model.backends import read_artifact, state_spec
+from kairos_model.backends import state_spec
 from kairos_model.engine import Observation, load_engine
 from kairos_model.world_model import KairosWorldModel, WorldModelConfig
 

@@ -1,7 +1,8 @@
 """Stage-III data round trip: scripted expert on a task the default model never saw -> recorder
 (rosbag2 mcap) -> kairos dataset from-bags -> short fine-tune from the committed artifact ->
-package -> kairos eval-bag: the fine-tuned model's action error on the recorded episodes is lower
-than before fine-tuning."""
+kairos export (ONNX) -> kairos eval-bag on the onnx backend: the fine-tuned model's action error on the
+recorded episodes is lower than before fine-tuning. (The same recorder on the live ROS graph, with
+sqlite3 storage, is exercised by test/kairos_ros/test_sim_act_e2e.py.)"""
 import json
 import os
 import subprocess
@@ -51,9 +52,11 @@ def test_record_convert_finetune_export_evaluate(tmp_path):
     recipe["checkpoint_every"] = 40
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(recipe))
     kairos("train", str(tmp_path / "ft.yaml"), "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"))
-    kairos("package-artifact", str(tmp_path / "run" / "artifact"), "--out", str(tmp_path / "art"), "--half")
+    kairos("export", str(tmp_path / "art"), "--checkpoint", str(tmp_path / "run" / "artifact"))
+    kairos("verify", str(tmp_path / "art"), "--backend", "onnx")
     kairos("eval-bag", bags[0], "--artifact", "artifacts/tiny_button_press", "--report", str(tmp_path / "before"))
-    kairos("eval-bag", bags[0], "--artifact", str(tmp_path / "art"), "--report", str(tmp_path / "after"))
+    kairos("eval-bag", bags[0], "--artifact", str(tmp_path / "art"), "--backend", "onnx",
+           "--report", str(tmp_path / "after"))
     before = json.load(open(tmp_path / "before" / "report.json"))[0]["action_mae_rad"]
     after = json.load(open(tmp_path / "after" / "report.json"))[0]["action_mae_rad"]
     assert after < 0.8 * before, (before, after)

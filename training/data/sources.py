@@ -50,6 +50,12 @@ class Normalization:
         a = np.concatenate([e.action for e in episodes]).astype(np.float64)
         return cls(s.mean(0), np.maximum(s.std(0), 1e-2), a.mean(0), np.maximum(a.std(0), 1e-2))
 
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Normalization":
+        """The inverse of to_dict: a checkpoint's meta -> Normalization."""
+        p, a = meta["proprio"], meta["actions"]
+        return cls(np.array(p["mean"]), np.array(p["std"]), np.array(a["mean"]), np.array(a["std"]))
+
     def to_dict(self) -> dict:
         return {"proprio": {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()},
                 "actions": {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()}}
