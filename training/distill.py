@@ -72,7 +72,6 @@ class DistillConfig:
     dmd_after: int = 30
     fake_updates: int = 1
     seed: int = 0
-    eval_episodes: int = 10
 
     @classmethod
     def load(cls, path: str, overrides: dict = None) -> "DistillConfig":

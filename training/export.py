@@ -354,8 +354,8 @@ def ensure_exported(artifact: str, cache_root: str = "", log=print) -> str:
         os.makedirs(cache_root, exist_ok=True)
         try:
             export_artifact(artifact, out, "onnx")
-        except FileExistsError:
-            pass                          # exported concurrently by another process: use theirs
+        except FileExistsError:           # another process finished the same export first: use theirs
+            log(f"{out} was exported concurrently by another process; using it")
     return out
 
 

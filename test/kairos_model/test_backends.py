@@ -153,11 +153,8 @@ def test_quantized_graphs_stay_close_to_the_float_model(exported_default, tmp_pa
     q = load_engine(str(art), backend="onnx", sampler_steps=2, quantized=True).engine
     assert q.graph_files["text_encoder"] == "text_encoder.int4.onnx"
     err = [np.abs(f.step(o).actions - q.step(o).actions).mean() for o in observations(30, seed=2)]
-    spread = np.abs(np.diff([f.step(o).actions for o in observations(30, seed=3)], axis=0)).mean()
-    # quantization costs accuracy (measured in bench/backends.py) but stays a small fraction of how
-    # much the actions themselves move from step to step
-    assert np.mean(err) < 0.05, np.mean(err)
-    assert np.isfinite(spread)
+    # quantization costs accuracy (measured in bench/backends.py: ~0.011 rad) but stays bounded
+    assert 0 < np.mean(err) < 0.05, np.mean(err)
 
 
 def test_tensorrt_engines_agree_with_onnxruntime(exported_default):
