@@ -79,7 +79,9 @@ class RecipeConfig:
     joint_names: the model's action/proprio order. out: run directory. ema_decay: EMA of weights
     (what is exported). eval_episodes: held-out episodes for the end-of-training metrics.
     fsdp: shard with FSDP instead of DDP when run under torchrun. init_from: a checkpoint/artifact to
-    start from (fine-tuning): its config, weights, VAE, latent scale and normalisation are kept."""
+    start from (fine-tuning): its config, weights, VAE, latent scale and normalisation are kept.
+    renormalize: with init_from, compute the joint/action normalisation from this recipe's action data
+    instead (new tasks whose joint ranges the pretrained model's statistics do not cover)."""
     name: str
     preset: str = "tiny"
     model: Dict[str, Any] = field(default_factory=dict)
@@ -94,6 +96,7 @@ class RecipeConfig:
     eval_episodes: int = 10
     fsdp: bool = False
     init_from: Optional[str] = None
+    renormalize: bool = False
 
 
 def _strict(cls, d: Dict[str, Any], where: str) -> Dict[str, Any]:

@@ -433,7 +433,7 @@ def run(recipe: RecipeConfig, args) -> dict:
                 cache[key] = load_episodes(s, recipe.out, recipe.joint_names, D)
             eps += cache[key]
         norm = Normalization.from_episodes(eps)
-        if init and "proprio" in init[2]:         # keep the pretrained model's input scaling
+        if init and "proprio" in init[2] and not recipe.renormalize:   # keep the pretrained model's scaling
             m = init[2]
             norm = Normalization.from_meta(m)
     else:

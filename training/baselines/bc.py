@@ -5,6 +5,9 @@ engine interface: reset(), step(observation, sample) -> ActionPrediction).
 
     kairos train-bc --data runs/tiny/data/button-press-topdown_40ep_v0 --minutes 5 --out runs/bc
     kairos evaluate --artifact runs/bc --tasks button-press-topdown-v3
+
+With several tasks in the data (MT10), the policy is conditioned on the instruction by a one-hot
+task code (the instructions seen in training, in sorted order); an unknown instruction is an error.
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ FORMAT = "kairos-bc-1"
 @dataclass
 class BCConfig:
     """image_size: input side. channels: CNN widths. hidden: MLP width. horizon / action_dim /
-    proprio_dim: the chunk and joint sizes. joint_names: the action order."""
+    proprio_dim: the chunk and joint sizes. joint_names: the action order. instructions: the task
+    texts the policy is conditioned on (one-hot; empty or one entry: unconditioned)."""
     image_size: int = 64
     channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
     hidden: int = 256
@@ -36,10 +40,16 @@ class BCConfig:
     action_dim: int = 8
     proprio_dim: int = 8
     joint_names: List[str] = field(default_factory=list)
+    instructions: List[str] = field(default_factory=list)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.instructions) if len(self.instructions) > 1 else 0
 
 
 class BCPolicy(nn.Module):
-    """image [B, 3, S, S] in [0, 1], proprio [B, J] (normalised) -> chunk [B, H, A] (normalised)."""
+    """image [B, 3, S, S] in [0, 1], proprio [B, J] (normalised), task [B] (index into
+    cfg.instructions, when there are several) -> chunk [B, H, A] (normalised)."""
 
     def __init__(self, cfg: BCConfig):
         super().__init__()
@@ -49,12 +59,15 @@ class BCPolicy(nn.Module):
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
             c_in = c
         self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.mlp = nn.Sequential(nn.Linear(c_in * 4 + cfg.proprio_dim, cfg.hidden), nn.SiLU(),
+        self.mlp = nn.Sequential(nn.Linear(c_in * 4 + cfg.proprio_dim + cfg.n_tasks, cfg.hidden), nn.SiLU(),
                                  nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
                                  nn.Linear(cfg.hidden, cfg.horizon * cfg.action_dim))
 
-    def forward(self, image, proprio):
-        h = torch.cat([self.cnn(image * 2 - 1), proprio], dim=1)
+    def forward(self, image, proprio, task=None):
+        parts = [self.cnn(image * 2 - 1), proprio]
+        if self.cfg.n_tasks:
+            parts.append(nn.functional.one_hot(task, self.cfg.n_tasks).to(proprio.dtype))
+        h = torch.cat(parts, dim=1)
         return self.mlp(h).view(-1, self.cfg.horizon, self.cfg.action_dim)
 
 
@@ -89,8 +102,14 @@ class BCEngine:
             return None
         img = torch.from_numpy(obs.image_hwc).permute(2, 0, 1).float().div(255).unsqueeze(0)
         j = torch.from_numpy((np.asarray(obs.joints) - self.pm) / self.ps).float().unsqueeze(0)
+        task = None
+        if self.cfg.n_tasks:
+            if obs.instruction not in self.cfg.instructions:
+                raise ValueError(f"BC policy was not trained on the instruction {obs.instruction!r}; it knows "
+                                 f"{self.cfg.instructions}")
+            task = torch.tensor([self.cfg.instructions.index(obs.instruction)])
         t0 = time.perf_counter()
-        a = self.policy(img, j)[0].double().numpy() * self.as_ + self.am
+        a = self.policy(img, j, task)[0].double().numpy() * self.as_ + self.am
         return ActionPrediction(a, torch.zeros(0), self.steps, {"policy": 1e3 * (time.perf_counter() - t0)})
 
 
@@ -101,21 +120,29 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     eps = list(LeRobotDataset(data, mapping=JointMapping(joint_names)))
-    if max_episodes:
-        eps = eps[:max_episodes]
+    if max_episodes:                                   # the first N episodes of each task
+        kept, seen = [], {}
+        for e in eps:
+            seen[e.task] = seen.get(e.task, 0) + 1
+            if seen[e.task] <= max_episodes:
+                kept.append(e)
+        eps = kept
     norm = Normalization.from_episodes(eps)
+    instructions = sorted({e.task for e in eps})
     cfg = BCConfig(horizon=horizon, action_dim=len(joint_names), proprio_dim=len(joint_names),
-                   joint_names=list(joint_names))
+                   joint_names=list(joint_names), instructions=instructions)
     src = EpisodeSource(eps, cfg.image_size, horizon, norm, True)
     frames = torch.cat([f for f in src.frames])                                      # [N, 3, S, S]
-    states, chunks = [], []
+    states, chunks, tasks = [], [], []
     for i, e in enumerate(eps):
         T = len(e.state)
         _, st, ch, _, _ = src.clip(i, T)
         states.append(st)
         chunks.append(ch)
+        tasks.append(np.full(len(st), instructions.index(e.task)))
     states = torch.from_numpy(np.concatenate(states)).float()
     chunks = torch.from_numpy(np.concatenate(chunks)).float()
+    tasks = torch.from_numpy(np.concatenate(tasks)).long()
     pol = BCPolicy(cfg)
     opt = torch.optim.AdamW(pol.parameters(), lr=lr, weight_decay=1e-4)
     t0, step, losses = time.time(), 0, []
@@ -125,7 +152,7 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
         img = frames[idx]
         shift = rng.integers(-4, 5, 2)                                # random-shift augmentation
         img = torch.roll(img, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
-        loss = (pol(img, states[idx]) - chunks[idx]).pow(2).mean()
+        loss = (pol(img, states[idx], tasks[idx]) - chunks[idx]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -150,7 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="LeRobot dataset (kairos collect)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
-    ap.add_argument("--episodes", type=int, default=0, help="use only the first N episodes (0: all)")
+    ap.add_argument("--episodes", type=int, default=0, help="use only the first N episodes of each task (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     doc = train_bc(args.data, args.out, args.minutes, JOINT_NAMES, seed=args.seed, max_episodes=args.episodes)
