@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     for name, path, tr, steps in tqdm(rows, desc="distillation bench", unit="row"):
         act = eval_actions(tr, held, norm, 64, steps=steps)["action_mae_rad"]
         ps = future_psnr(tr, held, norm, steps)
-        per_task, _, _ = evaluate(path, [a.task], a.sim_episodes, sampler_steps=steps, progress=False)
+        per_task, _, _, _ = evaluate(path, [a.task], a.sim_episodes, sampler_steps=steps, progress=False)
         res = per_task[a.task]
         succ = sum(r["success"] for r in res)
         results.append({"model": name, "steps": steps, "action_mae_rad": act, "future_psnr_db": ps,

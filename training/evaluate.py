@@ -1,7 +1,10 @@
 """`kairos evaluate --artifact DIR --tasks T... --episodes N`: closed-loop episodes in the simulator,
 without ROS and faster than real time, through the same ActCore the act node runs (chunk strategy,
 joint limits, holds). Prints success per task, mean episode length and control latency p50/p99, and
-writes a report (report.json, episodes.png, a GIF per task) to --report.
+writes a report to --report: report.json, report.html, a GIF of the first episode per task, and
+imagined.png (per task, the camera frame that came after each inference tick of the first episode
+above the frame the world model imagined for it; a BC baseline imagines nothing, so its row shows
+only real frames).
 
 Scenes are held-out task variations (from 10000 up; demonstrations use 0..N-1)."""
 from __future__ import annotations
@@ -34,7 +37,8 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
             artifact = ensure_exported(artifact)
         loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend, quantized=quantized)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
-    per_task, lat, frames_by_task = {}, [], {}
+    per_task, lat, frames_by_task, imagined_by_task = {}, [], {}, {}
+    decode = getattr(engine, "decode_future", None)
     bar = tqdm(total=len(tasks) * episodes, desc="evaluate", unit="ep", disable=not progress)
     for task in tasks:
         with MetaWorldSim(SimConfig(task=task, max_steps=max_steps)) as sim:
@@ -47,7 +51,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
             for e in range(episodes):
                 obs = sim.reset(first_variation + e)
                 core.reset()
-                frames = [obs.image]
+                frames, pairs, pending = [obs.image], [], None
                 for k in range(max_steps):
                     now = k * sim.cfg.control_dt
                     core.set_image(obs.image, now)
@@ -55,18 +59,60 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
                     t0 = time.perf_counter()
                     r = core.tick(now)
                     lat.append(1e3 * (time.perf_counter() - t0))
+                    if e == 0 and r.prediction is not None:     # imagined next frame of this inference tick
+                        fut = r.prediction.future_latents
+                        pending = decode(fut)[0] if decode is not None and fut.numel() else np.zeros(0)
                     obs = sim.step(r.positions[0] if r.positions is not None else obs.joints)
                     frames.append(obs.image)
+                    if pending is not None:
+                        pairs.append((obs.image, pending))
+                        pending = None
                     if obs.success:
                         break
                 res.append({"variation": first_variation + e, "success": bool(obs.success), "steps": obs.step})
                 if e == 0:
-                    frames_by_task[task] = frames
+                    frames_by_task[task], imagined_by_task[task] = frames, pairs
                 bar.update(1)
                 bar.set_postfix(task=task, success=f"{sum(r['success'] for r in res)}/{len(res)}")
         per_task[task] = res
     bar.close()
-    return per_task, lat, frames_by_task
+    return per_task, lat, frames_by_task, imagined_by_task
+
+
+def write_report(out: str, rows, frames, imagined, summary: dict) -> None:
+    """report.html with the per-task table, GIFs and imagined.png (real above imagined)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    os.makedirs(out, exist_ok=True)
+    for task, fr in frames.items():
+        imgs = [Image.fromarray(f).resize((128, 128), Image.NEAREST) for f in fr]
+        imgs[0].save(os.path.join(out, f"{task}.gif"), save_all=True, append_images=imgs[1:], duration=100, loop=0)
+    cols = max([len(p) for p in imagined.values()] + [1])
+    cols = min(cols, 10)
+    fig, ax = plt.subplots(2 * len(imagined), cols, figsize=(max(cols * 1.1, 6.0), 2.3 * len(imagined)), squeeze=False)
+    for r, (task, pairs) in enumerate(imagined.items()):
+        for c in range(cols):
+            for k, row in enumerate((2 * r, 2 * r + 1)):
+                a = ax[row, c]
+                a.axis("off")
+                if c < len(pairs) and pairs[c][k].size:
+                    a.imshow(pairs[c][k])
+            ax[2 * r, 0].set_title(f"{task}: real", fontsize=7, loc="left")
+            ax[2 * r + 1, 0].set_title("imagined", fontsize=7, loc="left")
+    fig.suptitle("first episode per task: the frame after each inference tick, real (top) vs imagined", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "imagined.png"), dpi=100)
+    plt.close(fig)
+    table = "".join(f"<tr><td>{r['task']}</td><td>{r['successes']}/{r['episodes']}</td><td>{r['mean_steps']:.1f}</td>"
+                    f"<td><img src='{r['task']}.gif' width=128></td></tr>" for r in rows)
+    with open(os.path.join(out, "report.html"), "w") as f:
+        f.write(f"<html><body><h2>kairos evaluate: {summary['artifact']}</h2><p>mean success "
+                f"{100 * summary['mean_success']:.1f}%; control step latency p50 {summary['latency_p50_ms']:.1f} ms,"
+                f" p99 {summary['latency_p99_ms']:.1f} ms</p><table border=1><tr><th>task</th><th>success</th>"
+                f"<th>mean steps</th><th>first episode</th></tr>{table}</table><h3>real vs imagined</h3>"
+                f"<img src='imagined.png'></body></html>")
 
 
 def main(argv=None) -> int:
@@ -87,11 +133,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from kairos_sim.metaworld_sim import MT10
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
-    per_task, lat, frames = evaluate(args.artifact, tasks, args.episodes, args.first_variation, args.max_steps,
+    per_task, lat, frames, imagined = evaluate(args.artifact, tasks, args.episodes, args.first_variation, args.max_steps,
                                      args.strategy, args.execution_horizon, args.sampler_steps, backend=args.backend,
                                      quantized=args.quantized)
-    os.makedirs(args.report, exist_ok=True)
-    from PIL import Image
     rows = []
     for task, res in per_task.items():
         ok = sum(r["success"] for r in res)
@@ -99,16 +143,16 @@ def main(argv=None) -> int:
                      "mean_steps": float(np.mean([r["steps"] for r in res]))})
         print(f"{task:28s} success {ok}/{len(res)} ({100 * ok / len(res):.0f}%), mean episode "
               f"{rows[-1]['mean_steps']:.1f} steps")
-        imgs = [Image.fromarray(f).resize((128, 128), Image.NEAREST) for f in frames[task]]
-        imgs[0].save(os.path.join(args.report, f"{task}.gif"), save_all=True, append_images=imgs[1:], duration=100, loop=0)
     mean = float(np.mean([r["success_rate"] for r in rows]))
     p50, p99 = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
     print(f"mean success {100 * mean:.1f}%; control step latency p50 {p50:.1f} ms, p99 {p99:.1f} ms "
           f"(ActCore.tick on this CPU, {args.sampler_steps} sampler steps, replanning every {args.execution_horizon})")
+    summary = {"artifact": args.artifact, "tasks": rows, "mean_success": mean, "latency_p50_ms": p50,
+               "latency_p99_ms": p99, "episodes": per_task, "args": vars(args)}
+    write_report(args.report, rows, frames, imagined, summary)
     with open(os.path.join(args.report, "report.json"), "w") as f:
-        json.dump({"artifact": args.artifact, "tasks": rows, "mean_success": mean, "latency_p50_ms": p50,
-                   "latency_p99_ms": p99, "episodes": per_task, "args": vars(args)}, f, indent=2)
-    print(f"report: {args.report}/report.json")
+        json.dump(summary, f, indent=2)
+    print(f"report: {args.report}/report.html")
     return 0
 
 
