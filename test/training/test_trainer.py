@@ -53,6 +53,11 @@ def test_the_shipped_recipes_parse():
         r = load_recipe(f)
         assert [s.name for s in r.stages] == ["I", "II", "III"]
         assert r.stages[-1].objective == "video+action"
+    for f in ("training/recipes/mt10_cpu.yaml", "training/recipes/mt10_cpu_10demos.yaml"):
+        r = load_recipe(f)                      # stage III on MT10 from the committed tiny artifact
+        assert [s.name for s in r.stages] == ["III"] and r.renormalize
+        assert os.path.isfile(os.path.join(r.init_from, "config.json"))
+        assert len(r.stages[0].sources[0].tasks) == 10
 
 
 @pytest.mark.slow
