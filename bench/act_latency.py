@@ -9,6 +9,7 @@ history lengths are interleaved so machine noise hits them alike.
 
     python bench/act_latency.py                        # the committed tiny artifact, torch
     python bench/act_latency.py --backends torch onnx --histories 0 1000 10000
+    python bench/act_latency.py --backends torch onnx onnx-int8      # int8: the artifact exported with --quantize int8
 """
 from __future__ import annotations
 
@@ -33,9 +34,12 @@ def build(args):
     keys = [(b, h) for b in args.backends for h in args.histories]
     if args.artifact:
         from training.export import ensure_exported
-        exported = ensure_exported(args.artifact) if set(args.backends) - {"torch"} else None
-        return keys, [load_engine(args.artifact if b == "torch" else exported, backend=b, sampler_steps=args.sampler_steps,
-                                  threads=torch.get_num_threads()).engine for b, _ in keys]
+        exported = ensure_exported(args.artifact) if set(args.backends) - {"torch", "onnx-int8"} else None
+        int8 = ensure_exported(args.artifact, quantize=("int8",)) if "onnx-int8" in args.backends else None
+        where = {"torch": args.artifact, "onnx-int8": int8}
+        return keys, [load_engine(where.get(b, exported), backend=b.split("-")[0], sampler_steps=args.sampler_steps,
+                                  threads=torch.get_num_threads(), quantized=b == "onnx-int8").engine
+                      for b, _ in keys]
     if args.backends != ["torch"]:
         raise SystemExit("the onnx/tensorrt backends need --artifact (an untrained preset is torch only)")
     torch.manual_seed(0)
@@ -49,7 +53,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--artifact", default="artifacts/tiny_button_press",
                     help="a checkpoint or exported artifact ('' : an untrained tiny model, torch only)")
-    ap.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "onnx", "tensorrt"],
+    ap.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "onnx", "onnx-int8", "tensorrt"],
                     help="compared side by side, ticks interleaved")
     ap.add_argument("--histories", type=int, nargs="+", default=[0, 1000, 10000])
     ap.add_argument("--ticks", type=int, default=40, help="timed full ticks per history length")

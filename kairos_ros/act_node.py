@@ -38,7 +38,8 @@ PARAMETERS = {
                  "empty: an untrained preset"),
     "backend": ("auto", "inference backend: torch | onnx (onnxruntime) | tensorrt | auto (the exported "
                         "artifact's default when it can run here, torch for a plain checkpoint)"),
-    "quantized": (False, "run the artifact's quantized graphs (int8 world model, int4 text encoder; onnx backend)"),
+    "quantized": (False, "run quantized graphs (int8 world model, int4 text encoder; onnx backend; "
+                         "a plain checkpoint is exported with them)"),
     "preset": ("tiny", "world model preset used when no artifact is given"),
     "joint_names": (["joint1"], "the robot's joints, in command order"),
     "model_joint_names": ([""], "the model's joint order (empty: same as joint_names)"),
@@ -141,7 +142,8 @@ class ActNode(LifecycleNode):
         ckpt = self.p("artifact")
         if ckpt and self.p("backend") in ("onnx", "tensorrt"):
             from training.export import ensure_exported     # a plain checkpoint is exported once, then cached
-            ckpt = ensure_exported(ckpt, log=self.get_logger().info)
+            quant = ("int8", "int4-text") if self.p("quantized") else ()
+            ckpt = ensure_exported(ckpt, log=self.get_logger().info, quantize=quant)
         if ckpt:
             loaded = load_engine(ckpt, sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"),
                                  backend=self.p("backend"), threads=self.p("inference_threads"),

@@ -34,7 +34,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     else:
         if backend in ("onnx", "tensorrt"):
             from training.export import ensure_exported
-            artifact = ensure_exported(artifact)
+            artifact = ensure_exported(artifact, quantize=("int8", "int4-text") if quantized else ())
         loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend, quantized=quantized)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
     per_task, lat, frames_by_task, imagined_by_task = {}, [], {}, {}

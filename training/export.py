@@ -331,12 +331,12 @@ def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: 
     return doc
 
 
-def ensure_exported(artifact: str, cache_root: str = "", log=print) -> str:
+def ensure_exported(artifact: str, cache_root: str = "", log=print, quantize: Tuple[str, ...] = ()) -> str:
     """A checkpoint given to the onnx/tensorrt backend is exported once (kairos export) into
     cache_root/<name>-<hash of its files> ($KAIROS_EXPORT_CACHE, default ~/.cache/kairos/exported), and
     that directory is used; an exported artifact is returned as is. The main job ships the small torch
     checkpoint and exports it on first run (about a minute) rather than committing ~45 MB of float32
-    graphs."""
+    graphs. quantize: also add these quantized graphs (kairos export --quantize), cached apart."""
     mpath = os.path.join(artifact, MANIFEST)
     if os.path.isfile(mpath):
         with open(mpath) as f:
@@ -348,12 +348,14 @@ def ensure_exported(artifact: str, cache_root: str = "", log=print) -> str:
         if n.endswith(".safetensors") or n == "config.json":
             h.update(n.encode() + sha256_file(os.path.join(artifact, n)).encode())
     cache_root = cache_root or os.environ.get("KAIROS_EXPORT_CACHE", os.path.expanduser("~/.cache/kairos/exported"))
-    out = os.path.join(cache_root, f"{os.path.basename(os.path.normpath(artifact))}-{h.hexdigest()[:12]}")
+    quantize = tuple(sorted(quantize))
+    out = os.path.join(cache_root, f"{os.path.basename(os.path.normpath(artifact))}-{h.hexdigest()[:12]}"
+                       + "".join(f"-{q}" for q in quantize))
     if not os.path.isdir(out):
         log(f"exporting checkpoint {artifact} to ONNX (once, about a minute) -> {out}")
         os.makedirs(cache_root, exist_ok=True)
         try:
-            export_artifact(artifact, out, "onnx")
+            export_artifact(artifact, out, "onnx", quantize)
         except FileExistsError:           # another process finished the same export first: use theirs
             log(f"{out} was exported concurrently by another process; using it")
     return out

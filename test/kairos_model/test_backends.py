@@ -157,6 +157,24 @@ def test_quantized_graphs_stay_close_to_the_float_model(exported_default, tmp_pa
     assert 0 < np.mean(err) < 0.05, np.mean(err)
 
 
+def test_a_checkpoint_asked_for_quantized_graphs_is_exported_with_them_apart(tmp_path, monkeypatch):
+    import training.export as ex
+    calls = []
+
+    def fake_export(ckpt, out, backend, quantize=()):       # records the call; the export itself is tested above
+        calls.append((ckpt, backend, tuple(quantize)))
+        os.makedirs(out)
+    monkeypatch.setattr(ex, "export_artifact", fake_export)
+    plain = ex.ensure_exported("artifacts/tiny_button_press", cache_root=str(tmp_path), log=lambda *_: None)
+    quant = ex.ensure_exported("artifacts/tiny_button_press", cache_root=str(tmp_path), log=lambda *_: None,
+                               quantize=("int8", "int4-text"))
+    assert quant == plain + "-int4-text-int8"                 # cached apart from the float export
+    assert calls == [("artifacts/tiny_button_press", "onnx", ()),
+                     ("artifacts/tiny_button_press", "onnx", ("int4-text", "int8"))]
+    assert ex.ensure_exported("artifacts/tiny_button_press", cache_root=str(tmp_path), quantize=("int8", "int4-text"),
+                              log=lambda *_: None) == quant and len(calls) == 2     # once
+
+
 def test_tensorrt_engines_agree_with_onnxruntime(exported_default):
     from kairos_model.backends.tensorrt_engine import tensorrt_available
     ok, why = tensorrt_available()
