@@ -383,6 +383,10 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         D.barrier()
     vae.load_state_dict(load_file(final))
     vae.eval().requires_grad_(False)
+    art_cfg = os.path.join(vdir, "config.json")
+    if args.vae_from and os.path.isfile(art_cfg):       # an artifact: its VAE comes with its latent scale
+        with open(art_cfg) as f:
+            return float(json.load(f)["meta"]["latent_scale"])
     scale_file = os.path.join(vdir, "latent.json")
     if not os.path.isfile(scale_file):
         from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
@@ -549,7 +553,8 @@ def main(argv=None) -> int:
     ap.add_argument("recipe", help="YAML recipe (training/recipes/*.yaml)")
     ap.add_argument("--out", help="run directory (overrides the recipe's out)")
     ap.add_argument("--only", nargs="+", help="train only these stages (e.g. III: the no-curriculum ablation)")
-    ap.add_argument("--vae-from", help="use the VAE of another run directory's vae/ instead of training one")
+    ap.add_argument("--vae-from", help="use the VAE of another run's vae/ directory, or of an artifact (e.g. "
+                                       "artifacts/tiny_button_press), instead of training one")
     ap.add_argument("--data", help="stage-III LeRobot dataset replacing the recipe's action sources")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML",
                     help="override top-level recipe keys, e.g. --set seed=1 eval_episodes=0")
