@@ -8,6 +8,7 @@
 
     python bench/distillation.py --student runs/distill_tiny/artifact
     python bench/distillation.py --student runs/distill_tiny/artifact --extra-steps 1 2   # also 1- and 2-step rows
+    python bench/distillation.py --teacher runs/mt10_cpu/artifact --student runs/distill_mt10/artifact --tasks MT10
 """
 from __future__ import annotations
 
@@ -78,9 +79,10 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher-steps", type=int, default=40)
     ap.add_argument("--student-steps", type=int, default=4)
     ap.add_argument("--extra-steps", type=int, nargs="*", default=[], help="also compare teacher and student here")
-    ap.add_argument("--task", default="button-press-topdown-v3")
-    ap.add_argument("--heldout-episodes", type=int, default=10, help="teacher-forced episodes (action error, PSNR)")
-    ap.add_argument("--sim-episodes", type=int, default=20, help="closed-loop held-out scenes")
+    ap.add_argument("--tasks", nargs="+", default=["button-press-topdown-v3"], help="tasks, or MT10")
+    ap.add_argument("--heldout-episodes", type=int, default=10,
+                    help="teacher-forced episodes per task (action error, PSNR)")
+    ap.add_argument("--sim-episodes", type=int, default=20, help="closed-loop held-out scenes per task")
     ap.add_argument("--latency-steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-root", default="runs/distill_tiny", help="where held-out episodes are collected once")
@@ -90,13 +92,14 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
     from tqdm import tqdm
-    from kairos_sim.metaworld_sim import TEST_VARIATIONS
+    from kairos_sim.metaworld_sim import MT10, TEST_VARIATIONS
     from training.evaluate import evaluate
     from training.recipe import SourceConfig
     from training.trainer import Dist, eval_actions, load_episodes
+    tasks = MT10 if a.tasks == ["MT10"] else a.tasks
     teacher, norm, meta = load_model(a.teacher)
     student, s_norm, s_meta = load_model(a.student)
-    held = load_episodes(SourceConfig(kind="sim_expert", tasks=[a.task], episodes=a.heldout_episodes,
+    held = load_episodes(SourceConfig(kind="sim_expert", tasks=tasks, episodes=a.heldout_episodes,
                                       first_variation=TEST_VARIATIONS, actions=True),
                          a.data_root, meta.get("joint_names") or [], Dist(), sync=False)
     rows = [("teacher", a.teacher, teacher, a.teacher_steps), ("teacher", a.teacher, teacher, a.student_steps),
@@ -107,15 +110,17 @@ def main(argv=None) -> int:
     for name, path, tr, steps in tqdm(rows, desc="distillation bench", unit="row"):
         act = eval_actions(tr, held, norm, 64, steps=steps)["action_mae_rad"]
         ps = future_psnr(tr, held, norm, steps)
-        per_task, _, _, _ = evaluate(path, [a.task], a.sim_episodes, sampler_steps=steps, progress=False)
-        res = per_task[a.task]
+        per_task, _, _, _ = evaluate(path, tasks, a.sim_episodes, sampler_steps=steps, progress=False)
+        res = [r for t in tasks for r in per_task[t]]
         succ = sum(r["success"] for r in res)
         results.append({"model": name, "steps": steps, "action_mae_rad": act, "future_psnr_db": ps,
                         "success": succ, "episodes": len(res), "mean_episode": float(np.mean([r["steps"] for r in res])),
+                        "success_per_task": {t: sum(r["success"] for r in per_task[t]) for t in tasks},
                         "latency_ms": step_latency(path, steps, a.latency_steps)})
     ref = results[0]
-    table = Table(title=f"{a.task}: {a.heldout_episodes} held-out episodes (teacher-forced), {a.sim_episodes} held-out "
-                        f"scenes closed loop, torch eager {a.threads} threads")
+    what = "MT10" if tasks == MT10 else ", ".join(tasks)
+    table = Table(title=f"{what}: {a.heldout_episodes} held-out episodes per task (teacher-forced), {a.sim_episodes} "
+                        f"held-out scenes per task closed loop, torch eager {a.threads} threads")
     for c in ("model", "sampler steps", "action error rad", "future PSNR dB", "success", "mean episode",
               "latency / sampling step ms", "speed-up vs teacher@%d" % a.teacher_steps):
         table.add_column(c, justify="right")

@@ -86,3 +86,5 @@ def test_distill_recipe_is_strict(tmp_path):
     with pytest.raises(ValueError, match="unknown keys \\['learning_rate'\\]"):
         DistillConfig.load(str(p))
     assert DistillConfig.load("training/recipes/distill_tiny.yaml").student_steps == 4
+    mt10 = DistillConfig.load("training/recipes/distill_mt10_cpu.yaml")
+    assert len(mt10.tasks) == 10 and mt10.minutes <= 20 and mt10.student_steps == 4
