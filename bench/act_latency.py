@@ -106,16 +106,16 @@ def main(argv=None) -> int:
         res[f"{b}/{h}"] = r
         table.add_row(b, str(h), f"{r['p50']:.1f}", f"{r['p99']:.1f}", *[f"{r[k]:.2f}" for k in stages],
                       f"{100 * miss:.1f}%", f"{r['state_mb']:.2f}")
-    Console().print(table)
+    Console(width=200).print(table)
     for b in args.backends:
         first, last = res[f"{b}/{args.histories[0]}"], res[f"{b}/{args.histories[-1]}"]
         print(f"{b}: p50 at {args.histories[-1]} frames / at {args.histories[0]}: {last['p50'] / first['p50']:.2f}x "
               f"(flat = 1.0); state size {last['state_mb']:.2f} MB at both")
-    if len(args.backends) > 1:
-        for b in args.backends[1:]:
-            ratio = np.mean([res[f"torch/{h}"]["p50"] / res[f"{b}/{h}"]["p50"] for h in args.histories]) \
-                if "torch" in args.backends else float("nan")
-            print(f"{b} vs torch: {ratio:.2f}x faster at p50 (mean over history lengths)")
+    base = "torch" if "torch" in args.backends else args.backends[0]
+    for b in args.backends:
+        if b != base:
+            ratio = np.mean([res[f"{base}/{h}"]["p50"] / res[f"{b}/{h}"]["p50"] for h in args.histories])
+            print(f"{b} vs {base}: {ratio:.2f}x faster at p50 (mean over history lengths)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"args": vars(args), "results": res}, f, indent=2)
