@@ -39,6 +39,8 @@ PARAMETERS = {
     "trajectory_topic": ("joint_trajectory_controller/joint_trajectory", "trajectory_msgs/JointTrajectory input"),
     "instruction_topic": ("instruction", "std_msgs/String output (task text per episode)"),
     "reset_service": ("kairos_act/reset_memory", "ResetMemory service called at each episode start ('' = none)"),
+    "wait_for_event_subscribers": (0, "before the first episode, wait until this many subscribers (a recorder, "
+                                      "a monitor) match ~/episode, so none misses the first start event"),
 }
 
 
@@ -59,7 +61,9 @@ class SimRobotNode(Node):
         self.js_pub = self.create_publisher(JointState, p("joint_states_topic"), qos_profile_sensor_data)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.instr_pub = self.create_publisher(String, p("instruction_topic"), latched)
-        self.event_pub = self.create_publisher(String, "~/episode", 10)
+        # latched too: a recorder whose subscription matches just after an episode started still hears
+        # the start (depth 1: the current state of the episode, never a replay of old episodes)
+        self.event_pub = self.create_publisher(String, "~/episode", latched)
         self.create_subscription(JointTrajectory, p("trajectory_topic"), self.on_trajectory, 10)
         self.reset_cli = self.create_client(ResetMemory, p("reset_service")) if p("reset_service") else None
         self.pending_reset = None
@@ -98,6 +102,10 @@ class SimRobotNode(Node):
         if self.pending_reset is not None and not self.pending_reset.done():
             return                                        # wait for the act node to clear its memory
         if self.starting:
+            want = self.get_parameter("wait_for_event_subscribers").value
+            if self.core.episode < 0 and self.event_pub.get_subscription_count() < want:
+                self.get_logger().info(f"waiting for {want} subscribers of ~/episode", once=True)
+                return
             if self.pending_reset is None and self.reset_cli is not None:
                 if not self.reset_cli.service_is_ready():
                     self.get_logger().info("waiting for the act node's reset_memory service", once=True)

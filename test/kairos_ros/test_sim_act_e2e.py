@@ -39,7 +39,7 @@ def test_act_node_drives_the_sim_robot_toward_the_button(ros_context, tmp_path, 
         ex.spin_once(timeout_sec=0.1)
         assert rec.poll() is None, (tmp_path / "rec.log").read_text()[-3000:]
     sim = subprocess.Popen([os.path.join(BIN, "sim_robot"), "--ros-args", "--params-file", "config/sim_act.yaml",
-                            "-p", "episodes:=1", "-p", "max_steps:=25"],
+                            "-p", "episodes:=1", "-p", "max_steps:=25", "-p", "wait_for_event_subscribers:=2"],
                            stdout=open(tmp_path / "sim.log", "w"), stderr=subprocess.STDOUT, env=env)
     try:
         t0 = time.time()
