@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
@@ -55,10 +55,7 @@ class RecorderNode(Node):
                                      qos_profile_sensor_data if sensor else 10, raw=True)
         self.create_subscription(String, "~/label", self.on_label, 10)
         if p("episode_topic"):
-            # latched (the sim robot publishes its episode events so): the start of an episode that began
-            # while discovery was still matching this subscription is not lost
-            self.create_subscription(String, p("episode_topic"), self.on_episode_event,
-                                     QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+            self.create_subscription(String, p("episode_topic"), self.on_episode_event, 10)
         self.get_logger().info(f"recording episodes into {p('output_dir')} ({p('storage')}, "
                                f"{p('segment_s')} s segments)")
 

@@ -61,9 +61,7 @@ class SimRobotNode(Node):
         self.js_pub = self.create_publisher(JointState, p("joint_states_topic"), qos_profile_sensor_data)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.instr_pub = self.create_publisher(String, p("instruction_topic"), latched)
-        # latched too: a recorder whose subscription matches just after an episode started still hears
-        # the start (depth 1: the current state of the episode, never a replay of old episodes)
-        self.event_pub = self.create_publisher(String, "~/episode", latched)
+        self.event_pub = self.create_publisher(String, "~/episode", 10)
         self.create_subscription(JointTrajectory, p("trajectory_topic"), self.on_trajectory, 10)
         self.reset_cli = self.create_client(ResetMemory, p("reset_service")) if p("reset_service") else None
         self.pending_reset = None
