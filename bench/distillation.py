@@ -4,7 +4,8 @@
 - action error: teacher-forced along held-out expert episodes (scenes never demonstrated), mean |a - a*| rad;
 - future-frame PSNR: the first imagined frame of every anchor, decoded, vs the real next frame;
 - closed-loop success in the simulator (held-out scenes, offline clock) and mean episode length;
-- latency of a control step that samples a chunk (torch eager, 2 threads; p50 over `--latency-steps`).
+- latency of a control step that samples a chunk (torch eager, 2 threads; p50 over `--latency-steps`,
+  measured after the evaluations with the rows interleaved round by round).
 
     python bench/distillation.py --student runs/distill_tiny/artifact
     python bench/distillation.py --student runs/distill_tiny/artifact --extra-steps 1 2   # also 1- and 2-step rows
@@ -57,19 +58,22 @@ def future_psnr(tr, episodes, norm, steps: int) -> float:
     return psnr(torch.cat(preds), torch.cat(trues))
 
 
-def step_latency(path: str, steps: int, n: int) -> float:
+def step_latencies(rows, n: int) -> list:
+    """p50 latency (ms) of a control step that samples, for every (artifact, steps) in rows, measured
+    after all the evaluations and interleaved round by round (this machine is noisy)."""
     from kairos_model.engine import Observation, load_engine
-    eng = load_engine(path, backend="torch", sampler_steps=steps).engine
+    engines = [load_engine(path, backend="torch", sampler_steps=steps).engine for path, steps in rows]
     rng = np.random.default_rng(0)
-    lat = []
+    lat = [[] for _ in rows]
     for i in range(n + 3):
-        obs = Observation(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), rng.normal(size=eng.cfg.proprio_dim) * 0.1,
-                          "press the button top down")
-        t0 = time.perf_counter()
-        eng.step(obs)
-        if i >= 3:
-            lat.append(1e3 * (time.perf_counter() - t0))
-    return float(np.median(lat))
+        for k, eng in enumerate(engines):
+            obs = Observation(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+                              rng.normal(size=eng.cfg.proprio_dim) * 0.1, "press the button top down")
+            t0 = time.perf_counter()
+            eng.step(obs)
+            if i >= 3:
+                lat[k].append(1e3 * (time.perf_counter() - t0))
+    return [float(np.median(x)) for x in lat]
 
 
 def main(argv=None) -> int:
@@ -115,8 +119,9 @@ def main(argv=None) -> int:
         succ = sum(r["success"] for r in res)
         results.append({"model": name, "steps": steps, "action_mae_rad": act, "future_psnr_db": ps,
                         "success": succ, "episodes": len(res), "mean_episode": float(np.mean([r["steps"] for r in res])),
-                        "success_per_task": {t: sum(r["success"] for r in per_task[t]) for t in tasks},
-                        "latency_ms": step_latency(path, steps, a.latency_steps)})
+                        "success_per_task": {t: sum(r["success"] for r in per_task[t]) for t in tasks}})
+    for r, ms in zip(results, step_latencies([(path, steps) for _, path, _, steps in rows], a.latency_steps)):
+        r["latency_ms"] = ms
     ref = results[0]
     what = "MT10" if tasks == MT10 else ", ".join(tasks)
     table = Table(title=f"{what}: {a.heldout_episodes} held-out episodes per task (teacher-forced), {a.sim_episodes} "
