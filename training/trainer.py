@@ -370,7 +370,9 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         def vae_loss(model, step, micro):
             rng, gen = _rng(recipe.seed, D.rank, 0, step, micro)
             b = mix.sample(rng, vc.batch, 5)
-            x = b.frames.to(D.device)
+            x = b.frames.to(D.device)                            # [B, 5, 3, S, S]
+            if vc.per_frame:
+                x = x.flatten(0, 1).unsqueeze(1)                   # [5B, 1, 3, S, S]
             loss, parts = vae.loss_from(x, *model(x, gen))       # forward through the DDP wrapper
             return loss, {"mse": parts["mse"]}
 

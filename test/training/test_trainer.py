@@ -19,7 +19,7 @@ def micro_recipe(out, data_dir):
     return {
         "name": "micro", "preset": "tiny", "model": {"action_dim": 8, "proprio_dim": 8}, "joint_names": JOINTS,
         "out": str(out), "checkpoint_every": 2, "eval_episodes": 1, "ema_decay": 0.9,
-        "vae": {"steps": 3, "batch": 2, "sources": [{"kind": "synthetic_physics"}]},
+        "vae": {"steps": 3, "batch": 2, "per_frame": True, "sources": [{"kind": "synthetic_physics"}]},
         "stages": [
             {"name": "I", "objective": "video", "sources": [{"kind": "synthetic_physics"}], "steps": 4,
              "batch": 2, "frames": [4, 5], "warmup": 2},
@@ -49,10 +49,11 @@ def test_recipe_rejects_unknown_keys_and_bad_objectives():
 
 
 def test_the_shipped_recipes_parse():
-    for f in ("training/recipes/tiny.yaml", "training/recipes/mt10.yaml"):
+    for f in ("training/recipes/tiny.yaml", "training/recipes/tiny_stage1.yaml", "training/recipes/mt10.yaml"):
         r = load_recipe(f)
         assert [s.name for s in r.stages] == ["I", "II", "III"]
         assert r.stages[-1].objective == "video+action"
+    assert load_recipe("training/recipes/tiny_stage1.yaml").vae.per_frame
     for f in ("training/recipes/mt10_cpu.yaml", "training/recipes/mt10_cpu_10demos.yaml"):
         r = load_recipe(f)                      # stage III on MT10 from the committed tiny artifact
         assert [s.name for s in r.stages] == ["III"] and r.renormalize
