@@ -71,7 +71,7 @@ class VAEStageConfig:
     per_frame: split every 5-frame clip into five 1-frame clips. The world model encodes and decodes
     each frame alone (the deployed engine does), which uses only the VAE's first-frame path; trained
     on 5-frame clips, four fifths of the loss goes to the 4x temporal path instead. Same frames per
-    step, same cost."""
+    step."""
     steps: int = 800
     lr: float = 1e-3
     batch: int = 8
