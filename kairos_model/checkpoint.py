@@ -91,7 +91,7 @@ def build_parts(cfg: WorldModelConfig) -> Dict[str, nn.Module]:
 def save_checkpoint(path: str, cfg: WorldModelConfig, parts: Dict[str, nn.Module], meta: dict = None) -> None:
     os.makedirs(path, exist_ok=True)
     for name, module in parts.items():
-        tensors = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+        tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
         save_file(tensors, os.path.join(path, f"{name}.safetensors"))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump({"format": FORMAT, "world_model": config_to_dict(cfg), "parts": sorted(parts),

@@ -215,7 +215,10 @@ class VideoVAE(nn.Module):
     def forward(self, frames_btchw: torch.Tensor, generator: Optional[torch.Generator] = None):
         """Returns (reconstruction, mu, logvar) with a reparameterised sample."""
         mu, logvar = self.encode(frames_btchw)
-        z = mu + torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) * (0.5 * logvar).exp()
+        # noise is drawn where the generator lives (seeded CPU generators give the same draw on any device)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
+                          device=generator.device if generator is not None else mu.device).to(mu.device)
+        z = mu + eps * (0.5 * logvar).exp()
         return self.decode(z), mu, logvar
 
     def loss(self, frames_btchw: torch.Tensor, generator: Optional[torch.Generator] = None):

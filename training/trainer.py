@@ -221,15 +221,22 @@ class WorldModelTrainable(nn.Module):
         self.vae = [vae]                     # frozen, not a submodule (not trained, not synced, not saved)
         self.latent_scale = latent_scale
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.wm.parameters()).device
+
     @torch.no_grad()
     def latents(self, frames_btchw: torch.Tensor) -> torch.Tensor:
-        """Each frame encoded alone (as the deployed engine does): [B, T, C, h, w], scaled to unit std."""
+        """Each frame encoded alone (as the deployed engine does): [B, T, C, h, w], scaled to unit std,
+        on the model's device."""
         B, T = frames_btchw.shape[:2]
+        frames_btchw = frames_btchw.to(self.device)
         mu, _ = self.vae[0].encode(frames_btchw.flatten(0, 1).unsqueeze(1))
         return mu.squeeze(1).unflatten(0, (B, T)) * self.latent_scale
 
     def und_tokens(self, frames_btchw: torch.Tensor, texts: List[str]) -> torch.Tensor:
         B, T = frames_btchw.shape[:2]
+        frames_btchw = frames_btchw.to(self.device)
         text = self.und.encode_text(texts)                                           # [B, Mt, C]
         img = self.und.encode_image(frames_btchw.flatten(0, 1)).unflatten(0, (B, T))  # [B, T, Mi, C]
         return torch.cat([text.unsqueeze(1).expand(B, T, *text.shape[1:]), img], dim=2)
@@ -321,12 +328,12 @@ def eval_next_frame(tr: WorldModelTrainable, size: int, clips: int = 16, context
     ctx_frames, target = x[:, :context], x[:, context]
     lat = tr.latents(ctx_frames)
     und = tr.und_tokens(ctx_frames, caps)
-    ctx, _ = tr.wm.encode_context(lat, torch.zeros(clips, context, tr.wm.cfg.proprio_dim), und)
+    ctx, _ = tr.wm.encode_context(lat, torch.zeros(clips, context, tr.wm.cfg.proprio_dim, device=tr.device), und)
     fut, _ = tr.wm.sample(ctx, torch.tensor([context - 1]), steps=steps, with_actions=False,
                           generator=torch.Generator().manual_seed(0))
-    pred = tr.vae[0].decode(fut[:, 0, :1] / tr.latent_scale)[:, 0]
-    recon = tr.vae[0].decode(tr.latents(x[:, context:context + 1]) / tr.latent_scale)[:, 0]
-    last = tr.vae[0].decode(lat[:, -1:] / tr.latent_scale)[:, 0]
+    pred = tr.vae[0].decode(fut[:, 0, :1] / tr.latent_scale)[:, 0].cpu()
+    recon = tr.vae[0].decode(tr.latents(x[:, context:context + 1]) / tr.latent_scale)[:, 0].cpu()
+    last = tr.vae[0].decode(lat[:, -1:] / tr.latent_scale)[:, 0].cpu()
     return {"next_frame_psnr_db": psnr(pred, target), "copy_last_psnr_db": psnr(ctx_frames[:, -1], target),
             "copy_last_latent_psnr_db": psnr(last, target), "vae_ceiling_psnr_db": psnr(recon, target)}
 
@@ -343,9 +350,9 @@ def eval_actions(tr: WorldModelTrainable, episodes, norm: Normalization, size: i
         x, st, ch, _, task = src.clip(i, T)
         frames = torch.from_numpy(x).unsqueeze(0)
         lat, und = tr.latents(frames), tr.und_tokens(frames, [task])
-        ctx, _ = tr.wm.encode_context(lat, torch.from_numpy(st).float().unsqueeze(0), und)
+        ctx, _ = tr.wm.encode_context(lat, torch.from_numpy(st).float().unsqueeze(0).to(tr.device), und)
         _, act = tr.wm.sample(ctx, torch.arange(T), steps=steps, generator=torch.Generator().manual_seed(i))
-        pred = act[0].double().numpy() * norm.action_std + norm.action_mean          # [T, H, A]
+        pred = act[0].double().cpu().numpy() * norm.action_std + norm.action_mean          # [T, H, A]
         true = ch * norm.action_std + norm.action_mean
         errs.append(np.abs(pred - true).mean())
         base.append(np.abs(mean_action - true).mean())
@@ -394,7 +401,7 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
         x, _ = SyntheticPhysicsVideo(PhysicsVideoConfig(size=64, frames=4), seed=123, length=16).batch(list(range(16)))
         with torch.no_grad():
-            mu, _ = vae.encode(x.flatten(0, 1).unsqueeze(1))
+            mu, _ = vae.encode(x.flatten(0, 1).unsqueeze(1).to(next(vae.parameters()).device))
         scale = float(1.0 / mu.std().clamp_min(1e-3))
         if D.main:
             with open(scale_file, "w") as f:
@@ -456,7 +463,7 @@ def run(recipe: RecipeConfig, args) -> dict:
     else:
         latent_scale = _vae_stage(recipe, parts["vae"], D, args, norm)
     vae = parts["vae"].to(D.device)
-    tr = WorldModelTrainable(parts, vae, latent_scale)
+    tr = WorldModelTrainable(parts, vae, latent_scale).to(D.device)
     stage_names = [s.name for s in recipe.stages]
     only = args.only or stage_names
     results: Dict[str, dict] = {}

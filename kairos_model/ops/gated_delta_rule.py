@@ -209,6 +209,24 @@ def fla_available() -> Tuple[bool, str]:
 
 
 @functools.lru_cache(maxsize=None)
+def fla_backward_available() -> Tuple[bool, str]:
+    """(True, '') when fla's chunk kernel can also run its backward pass here. fla 0.6 refuses the
+    gated backward on Hopper GPUs with Triton >= 3.4, < 3.7.1 (wrong results upstream, fla #640) unless
+    tilelang is installed; training then uses the pure-torch chunked form (autograd) instead."""
+    try:
+        import importlib.util
+        from fla.utils import IS_NVIDIA_HOPPER, TRITON_ABOVE_3_4_0, TRITON_ABOVE_3_7_1
+    except Exception:   # a flag moved in another fla release: nothing to work around there
+        return True, ""
+    if IS_NVIDIA_HOPPER and TRITON_ABOVE_3_4_0 and not TRITON_ABOVE_3_7_1 \
+            and importlib.util.find_spec("tilelang") is None:
+        import triton
+        return False, (f"fla's gated backward is disabled on Hopper with Triton {triton.__version__} "
+                       "(>= 3.4, < 3.7.1; fla #640): install Triton >= 3.7.1 or tilelang")
+    return True, ""
+
+
+@functools.lru_cache(maxsize=None)
 def _log_once(msg: str) -> None:
     log.info(msg)
 
@@ -234,6 +252,13 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, backend: 
                                f"{q.device}. Move the model to CUDA or use backend='torch'.")
     elif backend not in ("auto", "torch", "fla"):
         raise ValueError(f"unknown GDN backend {backend!r}; expected 'auto', 'torch' or 'fla'")
+    if use_fla and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, g, beta)):
+        ok, why = fla_backward_available()
+        if not ok:
+            if backend == "fla":
+                raise RuntimeError(f"GDN backend 'fla' cannot train here: {why}. Use backend='auto' or 'torch'.")
+            _log_once(f"GatedDeltaNet trains with its pure-torch chunked form on {q.device}: {why}")
+            use_fla = False
     if use_fla:
         (chunk_fn, recurrent_fn), _ = _fla_ops()
         fn = recurrent_fn if T <= 64 else chunk_fn
@@ -243,7 +268,18 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, backend: 
     if torch.onnx.is_in_onnx_export():   # graph export: no Python-side state, no triangular-solve op
         return gated_delta_rule_chunked(q, k, v, g, beta, scale, initial_state, T, solve="doubling")
     _log_once(f"GatedDeltaNet runs its pure-torch form on {q.device.type}")
-    if T == 1:
-        return gated_delta_rule_recurrent(q, k, v, g, beta, scale, initial_state)
-    # One frame of tokens is one chunk: the triangular solve beats a Python loop over its tokens.
-    return gated_delta_rule_chunked(q, k, v, g, beta, scale, initial_state, min(chunk_size, T))
+    # The pure-torch forms compute in float32 whatever autocast or the weights say (the triangular
+    # solve has no half-precision kernels, and the state recursion wants the mantissa); the output
+    # returns in v's dtype and the state in the dtype it came in (computed dtype when there was none).
+    out_dt = v.dtype
+    state_dt = None if initial_state is None else initial_state.dtype
+    def up(t):
+        return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+    with torch.autocast(q.device.type, enabled=False):
+        q, k, v, g, beta = (up(t) for t in (q, k, v, g, beta))
+        s0 = None if initial_state is None else up(initial_state)
+        if T == 1:
+            o, S = gated_delta_rule_recurrent(q, k, v, g, beta, scale, s0)
+        else:   # one frame of tokens is one chunk: the triangular solve beats a loop over its tokens
+            o, S = gated_delta_rule_chunked(q, k, v, g, beta, scale, s0, min(chunk_size, T))
+    return o.to(out_dt), (S if state_dt is None else S.to(state_dt))

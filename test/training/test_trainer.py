@@ -56,6 +56,8 @@ def test_the_shipped_recipes_parse():
     assert load_recipe("training/recipes/tiny_stage1.yaml").vae.per_frame
     r = load_recipe("training/recipes/stage1_physics_cpu.yaml")   # the VAE and stage I only
     assert r.vae.per_frame and [s.name for s in r.stages] == ["I"] and r.stages[0].objective == "video"
+    r = load_recipe("training/recipes/gpu_smoke.yaml")            # no simulator: synthetic physics only
+    assert {src.kind for st in r.stages for src in st.sources} | {src.kind for src in r.vae.sources} == {"synthetic_physics"}
     for f in ("training/recipes/mt10_cpu.yaml", "training/recipes/mt10_cpu_10demos.yaml"):
         r = load_recipe(f)                      # stage III on MT10 from the committed tiny artifact
         assert [s.name for s in r.stages] == ["III"] and r.renormalize
