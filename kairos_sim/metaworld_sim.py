@@ -31,6 +31,14 @@ import numpy as np
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
+# Triton's LLVM must be loaded before Mesa's (llvmpipe renders MuJoCo here): a process that has rendered
+# and then imports triton (which torch does lazily, e.g. in the first AdamW or torch.compile) segfaults.
+# Seen in the test suite and reproduced alone; test_metaworld_sim checks that the order below is safe.
+try:
+    import triton  # noqa: F401
+except ImportError:   # triton is optional for the simulator
+    pass
+
 JOINT_NAMES = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6", "r_close"]
 
 # One instruction per MT10 task (and a few more); the model is conditioned on these.

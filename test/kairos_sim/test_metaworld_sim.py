@@ -1,5 +1,9 @@
 """The simulated robot: joint-space replay of the scripted expert reproduces its success, scenes vary
 with the variation seed, and bad commands are refused."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -48,3 +52,15 @@ def test_bad_targets_are_refused(sim):
         sim.step(np.full(8, np.nan))
     with pytest.raises(ValueError):
         sim.step(np.zeros(7))
+
+
+def test_a_process_that_rendered_can_still_load_triton():
+    """Mesa's llvmpipe and Triton both carry LLVM: importing triton after a MuJoCo render segfaulted
+    (an xdist worker crashed building AdamW after a sim test). kairos_sim loads Triton first."""
+    code = ("from kairos_sim.metaworld_sim import MetaWorldSim, SimConfig\n"
+            "sim = MetaWorldSim(SimConfig()); assert sim.reset(0).image.shape == (64, 64, 3)\n"
+            "import torch; torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())\n"
+            "import triton; print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
