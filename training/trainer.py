@@ -319,9 +319,11 @@ def build_source(src: SourceConfig, recipe: RecipeConfig, cfg: WorldModelConfig,
 
 # -- evaluation ----------------------------------------------------------------------------------------
 @torch.no_grad()
-def eval_next_frame(tr: WorldModelTrainable, size: int, clips: int = 16, context: int = 6, steps: int = 10):
+def eval_next_frame(tr: WorldModelTrainable, size: int, clips: int = 16, context: int = 6, steps: int = 10,
+                    frames_out: Optional[dict] = None):
     """Stage I metric: PSNR of the predicted next frame (decoded) vs copying the last frame, on held-out
-    synthetic physics clips (a seed never trained on)."""
+    synthetic physics clips (a seed never trained on). frames_out (a dict) receives the frames
+    compared, each [clips, 3, H, W] in [0, 1]: last, target, predicted, last_via_vae, target_via_vae."""
     from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
     ds = SyntheticPhysicsVideo(PhysicsVideoConfig(size=size, frames=context + 1), seed=999, length=clips)
     x, caps = ds.batch(list(range(clips)))
@@ -334,6 +336,9 @@ def eval_next_frame(tr: WorldModelTrainable, size: int, clips: int = 16, context
     pred = tr.vae[0].decode(fut[:, 0, :1] / tr.latent_scale)[:, 0].cpu()
     recon = tr.vae[0].decode(tr.latents(x[:, context:context + 1]) / tr.latent_scale)[:, 0].cpu()
     last = tr.vae[0].decode(lat[:, -1:] / tr.latent_scale)[:, 0].cpu()
+    if frames_out is not None:
+        frames_out.update(last=ctx_frames[:, -1], target=target, predicted=pred, last_via_vae=last,
+                          target_via_vae=recon)
     return {"next_frame_psnr_db": psnr(pred, target), "copy_last_psnr_db": psnr(ctx_frames[:, -1], target),
             "copy_last_latent_psnr_db": psnr(last, target), "vae_ceiling_psnr_db": psnr(recon, target)}
 

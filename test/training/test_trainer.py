@@ -54,8 +54,9 @@ def test_the_shipped_recipes_parse():
         assert [s.name for s in r.stages] == ["I", "II", "III"]
         assert r.stages[-1].objective == "video+action"
     assert load_recipe("training/recipes/tiny_stage1.yaml").vae.per_frame
-    r = load_recipe("training/recipes/stage1_physics_cpu.yaml")   # the VAE and stage I only
-    assert r.vae.per_frame and [s.name for s in r.stages] == ["I"] and r.stages[0].objective == "video"
+    for f in ("training/recipes/stage1_physics_cpu.yaml", "training/recipes/stage1_sharp_cpu.yaml"):
+        r = load_recipe(f)                                        # the VAE and stage I only
+        assert r.vae.per_frame and [s.name for s in r.stages] == ["I"] and r.stages[0].objective == "video"
     r = load_recipe("training/recipes/gpu_smoke.yaml")            # no simulator: synthetic physics only
     assert {src.kind for st in r.stages for src in st.sources} | {src.kind for src in r.vae.sources} == {"synthetic_physics"}
     for f in ("training/recipes/mt10_cpu.yaml", "training/recipes/mt10_cpu_10demos.yaml"):
@@ -103,3 +104,24 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert (tmp_path / "ddp" / "artifact" / "world_model.safetensors").is_file()
     losses = json.load(open(tmp_path / "ddp" / "III" / "losses.json"))
     assert len(losses) == 4 and all(np.isfinite(losses))
+
+
+def test_stage1_frames_figure_matches_the_stage1_metric(tmp_path):
+    """The figure shows the frames the stage I metric compares: its PSNRs are recomputed from them."""
+    from kairos_model.vae import psnr
+    from training.experiments.stage1_frames import main as frames_main
+    out = tmp_path / "s1.png"
+    frames_main(["--artifact", "artifacts/tiny_button_press", "--rows", "2", "--out", str(out)])
+    assert out.stat().st_size > 10_000
+    with open(tmp_path / "s1.json") as f:
+        metrics = json.load(f)
+    from kairos_model.checkpoint import load_checkpoint
+    from training.trainer import WorldModelTrainable, eval_next_frame
+    _, parts = load_checkpoint("artifacts/tiny_button_press")
+    with open("artifacts/tiny_button_press/config.json") as f:
+        scale = json.load(f)["meta"]["latent_scale"]
+    frames = {}
+    m = eval_next_frame(WorldModelTrainable(parts, parts["vae"].eval(), scale), 64, frames_out=frames)
+    assert abs(m["next_frame_psnr_db"] - metrics["next_frame_psnr_db"]) < 1e-6
+    assert abs(psnr(frames["predicted"], frames["target"]) - m["next_frame_psnr_db"]) < 1e-6
+    assert abs(psnr(frames["last"], frames["target"]) - m["copy_last_psnr_db"]) < 1e-6
