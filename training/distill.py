@@ -116,6 +116,9 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     episodes = load_episodes(src, cfg.out, names, D)
     source = EpisodeSource(episodes, 64, mcfg.action_horizon, norm, True)
 
+    dev = D.device                     # a CUDA GPU when there is one (everything below follows it)
+    for m in parts.values():
+        m.to(dev)
     teacher = parts["world_model"].eval().requires_grad_(False)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     fake = copy.deepcopy(teacher).train().requires_grad_(True)
@@ -125,7 +128,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     opt_s = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
     opt_f = torch.optim.AdamW(fake.parameters(), lr=cfg.fake_lr, weight_decay=0.0, betas=(0.9, 0.99))
     k_shift = teacher.shift_factor()
-    grid = flow.sigma_schedule(cfg.student_steps, k_shift)                       # [S + 1], 1 -> 0
+    grid = flow.sigma_schedule(cfg.student_steps, k_shift).to(dev)              # [S + 1], 1 -> 0
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     os.makedirs(cfg.out, exist_ok=True)
@@ -138,28 +141,30 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
             print(f"distill: time budget of {cfg.minutes} min reached after {it} iterations")
             break
         b = source.sample(rng, cfg.batch, cfg.frames)
+        proprio = b.proprio.to(dev)
         with torch.no_grad():
             lat = shared.latents(b.frames)
             und = shared.und_tokens(b.frames, b.texts)
-            ctx_t, _ = teacher.encode_context(lat, b.proprio, und)
+            ctx_t, _ = teacher.encode_context(lat, proprio, und)
         n = cfg.frames - mcfg.future_frames
-        anchors = torch.randperm(n, generator=gen)[:cfg.anchors].sort().values
+        anchors = torch.randperm(n, generator=gen)[:cfg.anchors].sort().values.to(dev)
         B, P = cfg.batch, anchors.shape[0]
         h, w = mcfg.latent_hw
-        fut0 = torch.randn(B, P, mcfg.future_frames, mcfg.latent_channels, h, w, generator=gen)
-        act0 = torch.randn(B, P, mcfg.action_horizon, mcfg.action_dim, generator=gen)
+        # noise from the seeded CPU generator, then moved: the same draws on any device
+        fut0 = torch.randn(B, P, mcfg.future_frames, mcfg.latent_channels, h, w, generator=gen).to(dev)
+        act0 = torch.randn(B, P, mcfg.action_horizon, mcfg.action_dim, generator=gen).to(dev)
         # 1. the teacher's ODE trajectory through the student's grid
         states = [(fut0, act0)]
         with torch.no_grad():
             xf, xa = fut0, act0
             for s, s_next in zip(grid[:-1], grid[1:]):
-                sub = torch.linspace(float(s), float(s_next), cfg.teacher_substeps + 1)
+                sub = torch.linspace(float(s), float(s_next), cfg.teacher_substeps + 1, device=dev)
                 for a, c in zip(sub[:-1], sub[1:]):
                     vf, va = _velocity(teacher, ctx_t, anchors, xf, xa, a)
                     xf, xa = xf + (c - a) * vf, xa + (c - a) * va
                 states.append((xf, xa))
         # 2. consistency distillation on the teacher's segments
-        ctx_s, _ = student.encode_context(lat, b.proprio, und)
+        ctx_s, _ = student.encode_context(lat, proprio, und)
         l_cd = 0.0
         for k, (s, s_next) in enumerate(zip(grid[:-1], grid[1:])):
             (xf, xa), (yf, ya) = states[k], states[k + 1]
@@ -173,10 +178,10 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
             xf, xa = xf + (s_next - s) * vf, xa + (s_next - s) * va
         l_reg = _weighted_mse(student, xf, xa, states[-1][0], states[-1][1])
         # 4. DMD: real (teacher) vs fake score on the student's sample, noised to a random level
-        sig = flow.sample_training_sigma(B * P, k_shift, gen).reshape(B, P)
-        nf, na = torch.randn(xf.shape, generator=gen), torch.randn(xa.shape, generator=gen)
+        sig = flow.sample_training_sigma(B * P, k_shift, gen).reshape(B, P).to(dev)
+        nf, na = torch.randn(xf.shape, generator=gen).to(dev), torch.randn(xa.shape, generator=gen).to(dev)
         with torch.no_grad():
-            ctx_f, _ = fake.encode_context(lat, b.proprio, und)
+            ctx_f, _ = fake.encode_context(lat, proprio, und)
             zf = flow.interpolate(xf.detach().flatten(0, 1), nf.flatten(0, 1), sig.flatten()).unflatten(0, (B, P))
             za = flow.interpolate(xa.detach().flatten(0, 1), na.flatten(0, 1), sig.flatten()).unflatten(0, (B, P))
             s_f = sig.view(B, P, 1, 1, 1, 1)
@@ -198,9 +203,9 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
         # 5. the fake score learns the student's current distribution (flow matching on its samples)
         x0f, x0a = xf.detach(), xa.detach()
         for _ in range(cfg.fake_updates):
-            ctx_f, _ = fake.encode_context(lat, b.proprio, und)
-            sig2 = flow.sample_training_sigma(B * P, k_shift, gen).reshape(B, P)
-            e_f, e_a = torch.randn(xf.shape, generator=gen), torch.randn(xa.shape, generator=gen)
+            ctx_f, _ = fake.encode_context(lat, proprio, und)
+            sig2 = flow.sample_training_sigma(B * P, k_shift, gen).reshape(B, P).to(dev)
+            e_f, e_a = torch.randn(xf.shape, generator=gen).to(dev), torch.randn(xa.shape, generator=gen).to(dev)
             zf = flow.interpolate(x0f.flatten(0, 1), e_f.flatten(0, 1), sig2.flatten()).unflatten(0, (B, P))
             za = flow.interpolate(x0a.flatten(0, 1), e_a.flatten(0, 1), sig2.flatten()).unflatten(0, (B, P))
             vf, va = fake.velocity(ctx_f, anchors, zf, za, sig2)
