@@ -25,6 +25,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))   # the other benches
 
 
 def sync(device):
@@ -98,25 +99,16 @@ def gdn(device, a):
     return rows
 
 
-def observations(n, J, size, seed=0):
-    from kairos_model.engine import Observation
-    rng = np.random.default_rng(seed)
-    q = np.cumsum(rng.normal(scale=0.02, size=(n, J)), 0)
-    base = rng.integers(0, 256, (size[0], size[1], 3))
-    for t in range(n):
-        img = np.clip(base + rng.normal(scale=20, size=base.shape) + t, 0, 255).astype(np.uint8)
-        yield Observation(img, q[t], "press the button top down")
-
-
 def tiny_stream(device, a):
     """The committed artifact, 200 streaming steps on `device` (fla on CUDA) and on the CPU (torch),
     same observations and noise seed: action difference per step, and the step latency on `device`."""
+    from backends import observations     # bench/backends.py: the same synthetic camera + joint stream
     from kairos_model.engine import load_engine
     engines = {"cpu": load_engine(a.artifact, sampler_steps=4, device="cpu").engine}
     if str(device) != "cpu":
         engines[str(device)] = load_engine(a.artifact, sampler_steps=4, device=str(device)).engine
     cfg = engines["cpu"].cfg
-    obs = list(observations(a.stream_steps, cfg.proprio_dim, engines["cpu"].image_size))
+    obs = list(observations(a.stream_steps, cfg.proprio_dim, engines["cpu"].image_size[0]))
     acts, lat, stages = {}, {}, {}
     for name, eng in engines.items():
         acts[name], lat[name], st = [], [], []
