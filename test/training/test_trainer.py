@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from training.recipe import load_recipe, recipe_from_dict
@@ -104,6 +105,26 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert (tmp_path / "ddp" / "artifact" / "world_model.safetensors").is_file()
     losses = json.load(open(tmp_path / "ddp" / "III" / "losses.json"))
     assert len(losses) == 4 and all(np.isfinite(losses))
+
+
+def test_vae_mt10_figure_reports_the_psnr_of_what_it_shows(tmp_path):
+    """The VAE comparison on MT10 camera frames: one frame per task from the simulator, and the PSNR
+    the json reports is that of the reconstruction the figure shows."""
+    from kairos_model.vae import psnr
+    from training.experiments.vae_mt10 import main as vae_main, mt10_frames, reconstruct
+    out = tmp_path / "v.png"
+    vae_main(["--artifacts", "artifacts/tiny_button_press", "--out", str(out)])
+    assert out.stat().st_size > 10_000
+    with open(tmp_path / "v.json") as f:
+        report = json.load(f)
+    tasks, frames = mt10_frames()
+    assert report["tasks"] == tasks and frames.shape == (10, 64, 64, 3) and frames.dtype == np.uint8
+    rec = reconstruct("artifacts/tiny_button_press", frames)
+    truth = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+    got = report["artifacts"]["artifacts/tiny_button_press"]
+    assert abs(got["psnr_db"] - psnr(rec, truth)) < 1e-6
+    assert 15 < got["psnr_db"] < 40
+    assert set(got["per_task_psnr_db"]) == set(tasks)
 
 
 def test_stage1_frames_figure_matches_the_stage1_metric(tmp_path):
