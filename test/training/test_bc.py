@@ -53,3 +53,21 @@ def test_single_task_bc_has_no_task_input(tmp_path):
     assert cfg["instructions"] == ["only"] and eng.policy.cfg.n_tasks == 0
     # any instruction runs an unconditioned policy (a single-task baseline does not read the text)
     assert eng.step(Observation(np.zeros((64, 64, 3), np.uint8), np.zeros(2), "anything")).actions.shape == (8, 2)
+
+
+def test_spatial_softmax_head_returns_where_each_channel_peaks():
+    """The keypoint head: per channel, the expected position under a softmax over the map; a sharp peak
+    gives that peak's coordinates (x right, y down, in [-1, 1])."""
+    import torch
+    from training.baselines.bc import BCConfig, BCPolicy, SpatialSoftmax
+    f = torch.zeros(1, 2, 8, 8)
+    f[0, 0, 2, 5] = 60.0
+    f[0, 1, 7, 0] = 60.0
+    kp = SpatialSoftmax()(f)[0]                                    # [x0, x1, y0, y1]
+    grid = torch.linspace(-1, 1, 8)
+    assert torch.allclose(kp, torch.stack([grid[5], grid[0], grid[2], grid[7]]), atol=1e-4)
+    pol = BCPolicy(BCConfig(head="spatial_softmax", channels=[8, 16, 16], proprio_dim=2, action_dim=2))
+    out = pol(torch.rand(3, 3, 64, 64), torch.zeros(3, 2))
+    assert out.shape == (3, 8, 2) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="avgpool"):
+        BCPolicy(BCConfig(head="flatten"))

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -30,11 +30,16 @@ FORMAT = "kairos-bc-1"
 
 @dataclass
 class BCConfig:
-    """image_size: input side. channels: CNN widths. hidden: MLP width. horizon / action_dim /
-    proprio_dim: the chunk and joint sizes. joint_names: the action order. instructions: the task
-    texts the policy is conditioned on (one-hot; empty or one entry: unconditioned)."""
+    """image_size: input side. channels: CNN widths (each conv halves the side). head: how the last
+    feature map [C, h, w] becomes a vector: "avgpool" (averaged to 2x2: 4C numbers; where a small
+    object is gets blurred away) or "spatial_softmax" (per channel, a softmax over the map and the
+    expected (x, y) under it: 2C keypoint coordinates, the head robot-learning policies use to find
+    small objects). hidden: MLP width. horizon / action_dim / proprio_dim: the chunk and joint sizes.
+    joint_names: the action order. instructions: the task texts the policy is conditioned on (one-hot;
+    empty or one entry: unconditioned)."""
     image_size: int = 64
     channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    head: str = "avgpool"
     hidden: int = 256
     horizon: int = 8
     action_dim: int = 8
@@ -45,6 +50,24 @@ class BCConfig:
     @property
     def n_tasks(self) -> int:
         return len(self.instructions) if len(self.instructions) > 1 else 0
+
+
+class SpatialSoftmax(nn.Module):
+    """features [B, C, h, w] -> keypoints [B, 2C]: per channel the expected (x, y) in [-1, 1] under a
+    softmax over the h x w positions (with a learned temperature)."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_temp = nn.Parameter(torch.zeros(()))
+
+    def forward(self, f):
+        B, C, h, w = f.shape
+        p = torch.softmax(f.flatten(2) / self.log_temp.exp(), dim=-1)                 # [B, C, h*w]
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=f.device, dtype=f.dtype),
+                                torch.linspace(-1, 1, w, device=f.device, dtype=f.dtype), indexing="ij")
+        x = (p * xs.flatten()).sum(-1)
+        y = (p * ys.flatten()).sum(-1)
+        return torch.cat([x, y], dim=1)                                                 # [B, 2C]
 
 
 class BCPolicy(nn.Module):
@@ -58,8 +81,13 @@ class BCPolicy(nn.Module):
         for c in cfg.channels:
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
             c_in = c
-        self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.mlp = nn.Sequential(nn.Linear(c_in * 4 + cfg.proprio_dim + cfg.n_tasks, cfg.hidden), nn.SiLU(),
+        if cfg.head == "avgpool":
+            self.cnn, feat = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten()), c_in * 4
+        elif cfg.head == "spatial_softmax":
+            self.cnn, feat = nn.Sequential(*layers, nn.Conv2d(c_in, c_in, 1), SpatialSoftmax()), c_in * 2
+        else:
+            raise ValueError(f"BC head must be 'avgpool' or 'spatial_softmax', got {cfg.head!r}")
+        self.mlp = nn.Sequential(nn.Linear(feat + cfg.proprio_dim + cfg.n_tasks, cfg.hidden), nn.SiLU(),
                                  nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
                                  nn.Linear(cfg.hidden, cfg.horizon * cfg.action_dim))
 
@@ -114,7 +142,9 @@ class BCEngine:
 
 
 def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, lr: float = 1e-3,
-             seed: int = 0, max_episodes: int = 0, horizon: int = 8) -> dict:
+             seed: int = 0, max_episodes: int = 0, horizon: int = 8, head: str = "avgpool",
+             channels: Optional[List[int]] = None) -> dict:
+    """Trains for `minutes` of wall clock. head / channels: BCConfig's (channels None: its default)."""
     from training.data.lerobot import JointMapping, LeRobotDataset
     from training.data.sources import EpisodeSource, Normalization
     torch.manual_seed(seed)
@@ -130,7 +160,8 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     norm = Normalization.from_episodes(eps)
     instructions = sorted({e.task for e in eps})
     cfg = BCConfig(horizon=horizon, action_dim=len(joint_names), proprio_dim=len(joint_names),
-                   joint_names=list(joint_names), instructions=instructions)
+                   joint_names=list(joint_names), instructions=instructions, head=head,
+                   **({"channels": list(channels)} if channels else {}))
     src = EpisodeSource(eps, cfg.image_size, horizon, norm, True)
     frames = torch.cat([f for f in src.frames])                                      # [N, 3, S, S]
     states, chunks, tasks = [], [], []
@@ -179,8 +210,13 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
     ap.add_argument("--episodes", type=int, default=0, help="use only the first N episodes of each task (0: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--head", choices=["avgpool", "spatial_softmax"], default="avgpool",
+                    help="image features: averaged to 2x2 (the baseline of the README tables) or keypoints")
+    ap.add_argument("--channels", type=int, nargs="+", help="CNN widths, one stride-2 conv each "
+                    "(default 32 64 128 128)")
     args = ap.parse_args(argv)
-    doc = train_bc(args.data, args.out, args.minutes, JOINT_NAMES, seed=args.seed, max_episodes=args.episodes)
+    doc = train_bc(args.data, args.out, args.minutes, JOINT_NAMES, seed=args.seed, max_episodes=args.episodes,
+                   head=args.head, channels=args.channels)
     print(f"BC baseline: {doc['steps']} steps in {args.minutes} min on {doc['episodes']} episodes, final loss "
           f"{doc['final_loss']:.4f}; wrote {args.out}")
     return 0
