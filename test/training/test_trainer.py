@@ -65,6 +65,12 @@ def test_the_shipped_recipes_parse():
         assert [s.name for s in r.stages] == ["III"] and r.renormalize
         assert os.path.isfile(os.path.join(r.init_from, "config.json"))
         assert len(r.stages[0].sources[0].tasks) == 10
+    for f in ("training/recipes/mt10_sharp_cpu.yaml", "training/recipes/mt10_sharp_cpu_10demos.yaml"):
+        r = load_recipe(f)                      # II (videos, actions hidden) + III on MT10 from stage1_sharp's run
+        assert [s.name for s in r.stages] == ["II", "III"] and r.renormalize
+        assert r.init_from == load_recipe("training/recipes/stage1_sharp_cpu.yaml").out + "/artifact"
+        assert [s.objective for s in r.stages] == ["video", "video+action"]
+        assert all(len(s.sources[0].tasks) == 10 for s in r.stages)
 
 
 @pytest.mark.slow
