@@ -55,13 +55,14 @@ def main(argv=None) -> int:
     ap.add_argument("--first-variation", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--max-steps", type=int, default=40, help="control steps (10 Hz) per episode at most")
+    ap.add_argument("--camera", default="corner2", help="Meta-World camera the frames come from")
     ap.add_argument("--keep-failures", action="store_true")
     ap.add_argument("--check-replay", action="store_true",
                     help="also replay each episode's recorded joint targets open loop and count successes")
     args = ap.parse_args(argv)
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
     stats = collect(tasks, args.episodes, args.out, args.first_variation, args.image_size, args.max_steps,
-                    args.keep_failures, check_replay=args.check_replay)
+                    args.keep_failures, check_replay=args.check_replay, camera=args.camera)
     for task, (ok, n, rep) in stats.items():
         print(f"{task:28s} expert success {ok}/{n}" + ("" if rep is None else f", joint-space replay {rep}/{n}")
               + ("" if args.keep_failures or ok == n else f"  ({n - ok} failed episodes left out)"))

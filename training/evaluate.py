@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: int = 40,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
-             progress: bool = True, backend: str = "torch", quantized: bool = False):
+             progress: bool = True, backend: str = "torch", quantized: bool = False, camera: str = "corner2"):
+    """camera: the simulator camera the policy sees; use the one its demonstrations were collected with."""
     from kairos_model.engine import load_engine
     from kairos_ros.core.act_core import ActConfig, ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
@@ -41,7 +42,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     decode = getattr(engine, "decode_future", None)
     bar = tqdm(total=len(tasks) * episodes, desc="evaluate", unit="ep", disable=not progress)
     for task in tasks:
-        with MetaWorldSim(SimConfig(task=task, max_steps=max_steps)) as sim:
+        with MetaWorldSim(SimConfig(task=task, max_steps=max_steps, camera=camera)) as sim:
             cfg = ActConfig(joint_names=JOINT_NAMES, model_joint_names=list(names),
                             lower=sim.joint_lower.tolist(), upper=sim.joint_upper.tolist(),
                             max_velocity=[4.0] * 7 + [0.5], control_rate_hz=1 / sim.cfg.control_dt,
@@ -129,13 +130,15 @@ def main(argv=None) -> int:
     ap.add_argument("--strategy", default="execute_then_replan")
     ap.add_argument("--execution-horizon", type=int, default=4)
     ap.add_argument("--sampler-steps", type=int, default=4)
+    ap.add_argument("--camera", default="corner2", help="Meta-World camera (the one the demonstrations were "
+                    "collected with: kairos collect --camera)")
     ap.add_argument("--report", default="runs/evaluate")
     args = ap.parse_args(argv)
     from kairos_sim.metaworld_sim import MT10
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
     per_task, lat, frames, imagined = evaluate(args.artifact, tasks, args.episodes, args.first_variation, args.max_steps,
                                      args.strategy, args.execution_horizon, args.sampler_steps, backend=args.backend,
-                                     quantized=args.quantized)
+                                     quantized=args.quantized, camera=args.camera)
     rows = []
     for task, res in per_task.items():
         ok = sum(r["success"] for r in res)

@@ -36,3 +36,17 @@ def test_expert_targets_through_the_act_core_solve_what_direct_replay_solves():
     eng.reset()
     eng.step(None, sample=False)                                   # a memory-only tick advances time
     assert eng.step(None).actions.tolist() == [[2, 3], [4, 5], [4, 5], [4, 5]]   # padded with the last target
+
+
+def test_evaluate_renders_the_camera_it_is_given():
+    """A policy trained on frames from another camera (kairos collect --camera) is evaluated on that one."""
+    from kairos_sim.metaworld_sim import MetaWorldSim, SimConfig
+    from training.evaluate import evaluate
+    first = {}
+    for cam in ("corner2", "corner3"):
+        _, _, frames, _ = evaluate("artifacts/tiny_button_press", ["button-press-topdown-v3"], 1, max_steps=1,
+                                   sampler_steps=1, progress=False, camera=cam)
+        first[cam] = frames["button-press-topdown-v3"][0]
+        with MetaWorldSim(SimConfig(task="button-press-topdown-v3", camera=cam)) as sim:
+            assert np.array_equal(first[cam], sim.reset(10_000).image)
+    assert not np.array_equal(first["corner2"], first["corner3"])
