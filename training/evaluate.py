@@ -19,12 +19,22 @@ import numpy as np
 from tqdm import tqdm
 
 
+def act_config(sim, model_joint_names, strategy: str = "execute_then_replan", execution_horizon: int = 4):
+    """The act core's settings for the simulated arm: its joint limits, velocity limits and control rate."""
+    from kairos_ros.core.act_core import ActConfig
+    from kairos_sim.metaworld_sim import JOINT_NAMES
+    return ActConfig(joint_names=JOINT_NAMES, model_joint_names=list(model_joint_names),
+                     lower=sim.joint_lower.tolist(), upper=sim.joint_upper.tolist(),
+                     max_velocity=[4.0] * 7 + [0.5], control_rate_hz=1 / sim.cfg.control_dt,
+                     strategy=strategy, execution_horizon=execution_horizon, instruction=sim.instruction)
+
+
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: int = 40,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
              progress: bool = True, backend: str = "torch", quantized: bool = False, camera: str = "corner2"):
     """camera: the simulator camera the policy sees; use the one its demonstrations were collected with."""
     from kairos_model.engine import load_engine
-    from kairos_ros.core.act_core import ActConfig, ActCore
+    from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     with open(os.path.join(artifact, "config.json")) as f:
         fmt = json.load(f).get("format")
@@ -43,11 +53,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     bar = tqdm(total=len(tasks) * episodes, desc="evaluate", unit="ep", disable=not progress)
     for task in tasks:
         with MetaWorldSim(SimConfig(task=task, max_steps=max_steps, camera=camera)) as sim:
-            cfg = ActConfig(joint_names=JOINT_NAMES, model_joint_names=list(names),
-                            lower=sim.joint_lower.tolist(), upper=sim.joint_upper.tolist(),
-                            max_velocity=[4.0] * 7 + [0.5], control_rate_hz=1 / sim.cfg.control_dt,
-                            strategy=strategy, execution_horizon=execution_horizon, instruction=sim.instruction)
-            core = ActCore(cfg, engine)
+            core = ActCore(act_config(sim, names, strategy, execution_horizon), engine)
             res = []
             for e in range(episodes):
                 obs = sim.reset(first_variation + e)

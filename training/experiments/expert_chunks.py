@@ -43,15 +43,13 @@ class ExpertChunks:
 def run(task: str, episodes: int, first_variation: int = 10_000, max_steps: int = 40,
         strategy: str = "execute_then_replan", execution_horizon: int = 4) -> dict:
     """-> {"expert", "direct_replay", "through_act_core"}: successes out of `episodes`, and per scene."""
-    from kairos_ros.core.act_core import ActConfig, ActCore
+    from kairos_ros.core.act_core import ActCore
+    from training.evaluate import act_config
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
     engine = ExpertChunks(JOINT_NAMES)
     rows = []
     with MetaWorldSim(SimConfig(task=task, max_steps=max_steps)) as sim:
-        cfg = ActConfig(joint_names=JOINT_NAMES, model_joint_names=list(JOINT_NAMES),
-                        lower=sim.joint_lower.tolist(), upper=sim.joint_upper.tolist(),
-                        max_velocity=[4.0] * 7 + [0.5], control_rate_hz=1 / sim.cfg.control_dt,
-                        strategy=strategy, execution_horizon=execution_horizon, instruction=sim.instruction)
+        cfg = act_config(sim, JOINT_NAMES, strategy, execution_horizon)     # what evaluate() gives the core
         for v in range(first_variation, first_variation + episodes):
             _, _, actions, expert_ok = rollout_expert(sim, v)
             sim.reset(v)
@@ -59,7 +57,7 @@ def run(task: str, episodes: int, first_variation: int = 10_000, max_steps: int 
                 sim.step(a, render=False)
             replay_ok = bool(sim.success)
             engine.actions = np.asarray(actions)
-            core = ActCore(cfg, engine)         # the settings evaluate() gives the act core
+            core = ActCore(cfg, engine)
             obs = sim.reset(v)
             core.reset()
             for k in range(max_steps):
