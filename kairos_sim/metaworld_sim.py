@@ -58,6 +58,8 @@ INSTRUCTIONS: Dict[str, str] = {
 MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
 TEST_VARIATIONS = 10_000   # variations >= this are held out from demonstrations
+PHYSICS_DT = 0.0125        # s per Meta-World env step (frame_skip 5 x 2.5 ms)
+EPISODE_SECONDS = 4.0      # an episode's length in time (40 control steps at 10 Hz)
 
 
 def _policy_name(task: str) -> str:
@@ -81,7 +83,23 @@ class SimConfig:
 
     @property
     def control_dt(self) -> float:
-        return self.substeps * 0.0125
+        return self.substeps * PHYSICS_DT
+
+    @classmethod
+    def at_rate(cls, control_hz: float, seconds: float = EPISODE_SECONDS, **kw) -> "SimConfig":
+        """A config whose control step is 1/control_hz s (a whole number of 12.5 ms physics steps:
+        10, 16, 20, 40 or 80 Hz) with episodes of `seconds` (4 s: 40 steps at 10 Hz)."""
+        n = substeps_for(control_hz)
+        return cls(substeps=n, max_steps=int(round(seconds * control_hz)), **kw)
+
+
+def substeps_for(control_hz: float) -> int:
+    """Physics steps (12.5 ms) per control step at `control_hz`; an error unless it is a whole number."""
+    n = 1.0 / (float(control_hz) * PHYSICS_DT) if control_hz > 0 else 0.5
+    if control_hz <= 0 or abs(n - round(n)) > 1e-6:
+        raise ValueError(f"control rate {control_hz} Hz is not a whole number of {PHYSICS_DT * 1e3:g} ms physics "
+                         f"steps; use 80 Hz divided by a whole number (10, 16, 20, 40, 80)")
+    return int(round(n))
 
 
 @dataclass
@@ -233,9 +251,11 @@ class MetaWorldSim:
         self.close()
 
 
-def rollout_expert(sim: MetaWorldSim, variation: int, extra_steps: int = 2):
+def rollout_expert(sim: MetaWorldSim, variation: int, extra_steps: Optional[int] = None):
     """One expert episode in joint space: (frames [T, S, S, 3], joints [T, 8], actions [T, 8], success).
-    Stops `extra_steps` control steps after success, or at max_steps."""
+    Stops `extra_steps` control steps after success (default: 0.2 s worth), or at max_steps."""
+    if extra_steps is None:
+        extra_steps = max(1, int(round(0.2 / sim.cfg.control_dt)))
     pol = sim.expert_policy()
     obs = sim.reset(variation)
     frames, joints, actions = [], [], []

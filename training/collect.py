@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional
 
 from tqdm import tqdm
 
 
 def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size: int = 64,
-            max_steps: int = 40, keep_failures: bool = False, camera: str = "corner2", progress: bool = True,
-            check_replay: bool = False):
+            max_steps: Optional[int] = None, keep_failures: bool = False, camera: str = "corner2",
+            progress: bool = True, check_replay: bool = False, control_hz: float = 10.0):
+    """control_hz: control steps (frames and joint targets) per second, written as the dataset's fps;
+    max_steps: per episode (None: 4 s worth)."""
     from training.data.lerobot import Episode, LeRobotWriter
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
     stats, replayed = {}, {}
-    with LeRobotWriter(out, fps=1.0 / SimConfig().control_dt, state_names=JOINT_NAMES, action_names=JOINT_NAMES,
+    base = SimConfig.at_rate(control_hz)
+    max_steps = max_steps or base.max_steps
+    with LeRobotWriter(out, fps=1.0 / base.control_dt, state_names=JOINT_NAMES, action_names=JOINT_NAMES,
                        image_shape=(image_size, image_size, 3)) as w:
         bar = tqdm(total=len(tasks) * episodes, desc="collect", unit="ep", disable=not progress)
         for task in tasks:
             ok = 0
-            with MetaWorldSim(SimConfig(task=task, image_size=image_size, max_steps=max_steps, camera=camera)) as sim:
+            with MetaWorldSim(SimConfig(task=task, image_size=image_size, max_steps=max_steps, camera=camera,
+                                     substeps=base.substeps)) as sim:
                 for v in range(first_variation, first_variation + episodes):
                     frames, joints, actions, success = rollout_expert(sim, v)
                     ok += success
@@ -54,7 +60,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="new dataset directory")
     ap.add_argument("--first-variation", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--max-steps", type=int, default=40, help="control steps (10 Hz) per episode at most")
+    ap.add_argument("--control-hz", type=float, default=10.0,
+                    help="control rate: frames and joint targets per second (80 Hz / a whole number); the "
+                    "dataset's fps, which training and evaluation then follow")
+    ap.add_argument("--max-steps", type=int, default=None, help="control steps per episode at most (default 4 s)")
     ap.add_argument("--camera", default="corner2", help="Meta-World camera the frames come from")
     ap.add_argument("--keep-failures", action="store_true")
     ap.add_argument("--check-replay", action="store_true",
@@ -62,7 +71,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
     stats = collect(tasks, args.episodes, args.out, args.first_variation, args.image_size, args.max_steps,
-                    args.keep_failures, check_replay=args.check_replay, camera=args.camera)
+                    args.keep_failures, check_replay=args.check_replay, camera=args.camera,
+                    control_hz=args.control_hz)
     for task, (ok, n, rep) in stats.items():
         print(f"{task:28s} expert success {ok}/{n}" + ("" if rep is None else f", joint-space replay {rep}/{n}")
               + ("" if args.keep_failures or ok == n else f"  ({n - ok} failed episodes left out)"))

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -29,10 +30,11 @@ def act_config(sim, model_joint_names, strategy: str = "execute_then_replan", ex
                      strategy=strategy, execution_horizon=execution_horizon, instruction=sim.instruction)
 
 
-def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: int = 40,
+def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: Optional[int] = None,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
              progress: bool = True, backend: str = "torch", quantized: bool = False, camera: str = "corner2"):
-    """camera: the simulator camera the policy sees; use the one its demonstrations were collected with."""
+    """camera: the simulator camera the policy sees; use the one its demonstrations were collected with.
+    The control rate is the artifact's (its demonstrations' fps); max_steps None: a 4 s episode."""
     from kairos_model.engine import load_engine
     from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
@@ -42,17 +44,21 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
         from training.baselines.bc import BCEngine
         engine = BCEngine(artifact)
         names = engine.joint_names or JOINT_NAMES
+        control_hz = engine.cfg.control_hz
     else:
         if backend in ("onnx", "tensorrt"):
             from training.export import ensure_exported
             artifact = ensure_exported(artifact, quantize=("int8", "int4-text") if quantized else ())
         loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend, quantized=quantized)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
+        control_hz = 1.0 / float(loaded.meta.get("control_dt", 0.1))
+    rate = SimConfig.at_rate(control_hz)
+    max_steps = max_steps or rate.max_steps
     per_task, lat, frames_by_task, imagined_by_task = {}, [], {}, {}
     decode = getattr(engine, "decode_future", None)
     bar = tqdm(total=len(tasks) * episodes, desc="evaluate", unit="ep", disable=not progress)
     for task in tasks:
-        with MetaWorldSim(SimConfig(task=task, max_steps=max_steps, camera=camera)) as sim:
+        with MetaWorldSim(SimConfig(task=task, max_steps=max_steps, camera=camera, substeps=rate.substeps)) as sim:
             core = ActCore(act_config(sim, names, strategy, execution_horizon), engine)
             res = []
             for e in range(episodes):
@@ -129,7 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tasks", nargs="+", default=["button-press-topdown-v3"], help="tasks, or MT10")
     ap.add_argument("--episodes", type=int, default=20, help="held-out variations per task")
     ap.add_argument("--first-variation", type=int, default=10_000)
-    ap.add_argument("--max-steps", type=int, default=40)
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="control steps per episode (default: 4 s at the artifact's control rate)")
     ap.add_argument("--backend", default="torch", choices=("torch", "onnx", "tensorrt", "auto"),
                     help="onnx/tensorrt export a plain checkpoint first (cached)")
     ap.add_argument("--quantized", action="store_true", help="the artifact's int8/int4 graphs (onnx backend)")

@@ -24,7 +24,8 @@ class SourceConfig:
     path: folder (video_folder), dataset directory (lerobot), folder of recorded episodes (rosbag: the
     kairos_ros recorder's output, converted once); for sim_expert, the dataset is collected
     there first when missing (tasks, episodes). weight: sampling share in the mixture.
-    actions: use the action labels (stage III); False hides them (stage II)."""
+    actions: use the action labels (stage III); False hides them (stage II). control_hz: for
+    sim_expert, the control rate the demonstrations are collected at (kairos collect --control-hz)."""
     kind: str
     weight: float = 1.0
     path: Optional[str] = None
@@ -33,6 +34,7 @@ class SourceConfig:
     first_variation: int = 0
     actions: bool = False
     clips: int = 2048
+    control_hz: float = 10.0
 
 
 @dataclass

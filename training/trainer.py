@@ -262,14 +262,16 @@ def _rng(seed: int, rank: int, stage: int, step: int, micro: int):
 # -- data ---------------------------------------------------------------------------------------------
 def _ensure_sim_dataset(src: SourceConfig, out: str, D: Dist, sync: bool = True) -> str:
     path = src.path or os.path.join(out, "data", "_".join(t.replace("-v3", "") for t in src.tasks)[:80]
-                                    + f"_{src.episodes}ep_v{src.first_variation}")
+                                    + f"_{src.episodes}ep_v{src.first_variation}"
+                                    + ("" if src.control_hz == 10 else f"_{src.control_hz:g}hz"))
     if D.main and not os.path.isfile(os.path.join(path, "meta", "info.json")):
         import subprocess
         shutil.rmtree(path, ignore_errors=True)          # a half-written collection is redone
         print(f"collecting {src.episodes} expert episodes per task for {src.tasks} into {path}", flush=True)
         # in a child process: the software GL (Mesa llvmpipe) state then never shares a process with training
         subprocess.run([sys.executable, "-m", "training.collect", "--tasks", *src.tasks, "--episodes",
-                        str(src.episodes), "--first-variation", str(src.first_variation), "--out", path], check=True)
+                        str(src.episodes), "--first-variation", str(src.first_variation), "--out", path,
+                        "--control-hz", str(src.control_hz)], check=True)
     if sync:
         D.barrier()
     return path
@@ -292,6 +294,16 @@ def _ensure_bag_dataset(src: SourceConfig, out: str, joint_names, D: Dist, sync:
     return path
 
 
+def episodes_control_dt(eps) -> float:
+    """The control step (s) of action-labelled episodes: 1 / their fps; an error when sources disagree
+    (one action step per frame, so a model can act at one rate only). 0.1 s when none says."""
+    rates = sorted({round(e.fps, 6) for e in eps if e.fps})
+    if len(rates) > 1:
+        raise ValueError(f"stage III sources have different frame rates {rates} fps; a model acts at one "
+                         f"control rate (collect or convert them at one rate)")
+    return 1.0 / rates[0] if rates else 0.1
+
+
 def load_episodes(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True):
     if src.kind == "sim_expert":
         path = _ensure_sim_dataset(src, out, D, sync)
@@ -310,7 +322,7 @@ def build_source(src: SourceConfig, recipe: RecipeConfig, cfg: WorldModelConfig,
     if src.kind == "video_folder":
         return VideoFolderSource(src.path, size, cfg.proprio_dim)
     if src.kind in ("lerobot", "sim_expert", "rosbag"):
-        key = (src.kind, src.path, tuple(src.tasks), src.episodes, src.first_variation)
+        key = (src.kind, src.path, tuple(src.tasks), src.episodes, src.first_variation, src.control_hz)
         if key not in episodes_cache:
             episodes_cache[key] = load_episodes(src, recipe.out, recipe.joint_names, D)
         return EpisodeSource(episodes_cache[key], size, cfg.action_horizon, norm, src.actions)
@@ -446,16 +458,18 @@ def run(recipe: RecipeConfig, args) -> dict:
     if act_sources:
         eps = []
         for s in act_sources:
-            key = (s.kind, s.path, tuple(s.tasks), s.episodes, s.first_variation)
+            key = (s.kind, s.path, tuple(s.tasks), s.episodes, s.first_variation, s.control_hz)
             if key not in cache:
                 cache[key] = load_episodes(s, recipe.out, recipe.joint_names, D)
             eps += cache[key]
         norm = Normalization.from_episodes(eps)
+        control_dt = episodes_control_dt(eps)
         if init and "proprio" in init[2] and not recipe.renormalize:   # keep the pretrained model's scaling
             m = init[2]
             norm = Normalization.from_meta(m)
     else:
         J = cfg.proprio_dim
+        control_dt = 0.1
         norm = Normalization(np.zeros(J), np.ones(J), np.zeros(cfg.action_dim), np.ones(cfg.action_dim))
     if args.eval_only:
         from kairos_model.checkpoint import load_checkpoint
@@ -541,7 +555,7 @@ def run(recipe: RecipeConfig, args) -> dict:
         "joint_names": recipe.joint_names, "latent_scale": latent_scale, **norm.to_dict(),
         "instructions": instr, "recipe": recipe.name, "stages": [s for s in stage_names if s in only],
         "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "torch": torch.__version__, "control_dt": 0.1})
+        "torch": torch.__version__, "control_dt": control_dt})
     with open(os.path.join(recipe.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     _print_metrics(metrics)

@@ -64,3 +64,29 @@ def test_a_process_that_rendered_can_still_load_triton():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
+
+
+def test_control_rate_is_a_whole_number_of_physics_steps():
+    from kairos_sim.metaworld_sim import substeps_for
+    assert (SimConfig.at_rate(10).substeps, SimConfig.at_rate(10).max_steps) == (8, 40)   # the default sim
+    assert SimConfig() == SimConfig.at_rate(10)
+    assert (SimConfig.at_rate(40).substeps, SimConfig.at_rate(40).max_steps) == (2, 160)  # still 4 s
+    assert SimConfig.at_rate(40).control_dt == pytest.approx(0.025)
+    for bad in (30, 0, -10):
+        with pytest.raises(ValueError, match="whole number"):
+            substeps_for(bad)
+
+
+def test_expert_at_40_hz_takes_four_times_the_steps_and_replays():
+    """The same scene at 40 Hz: the expert's joint targets every 25 ms, about 4x as many steps as at 10 Hz
+    (episodes end 0.2 s after success at either rate), and replaying them still succeeds."""
+    with MetaWorldSim(SimConfig.at_rate(10, task="button-press-topdown-v3")) as s10, \
+            MetaWorldSim(SimConfig.at_rate(40, task="button-press-topdown-v3")) as s40:
+        _, _, a10, ok10 = rollout_expert(s10, variation=3)
+        _, _, a40, ok40 = rollout_expert(s40, variation=3)
+        assert ok10 and ok40
+        assert 3 * len(a10) <= len(a40) <= 5 * len(a10)
+        s40.reset(3)
+        for a in a40:
+            s40.step(a, render=False)
+        assert s40.success

@@ -71,3 +71,39 @@ def test_spatial_softmax_head_returns_where_each_channel_peaks():
     assert out.shape == (3, 8, 2) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match="avgpool"):
         BCPolicy(BCConfig(head="flatten"))
+
+
+def test_bc_acts_at_its_demonstrations_rate(tmp_path):
+    """The dataset's fps (kairos collect --control-hz) is the policy's control rate, and evaluate() runs the
+    simulator at it: an episode that never succeeds lasts 4 s, 160 steps of 25 ms at 40 Hz."""
+    from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
+    from training.evaluate import evaluate
+    with MetaWorldSim(SimConfig(task="reach-v3")) as sim:      # demonstrations of holding still
+        q = np.tile(sim.reset(10_000).joints.astype(np.float32), (6, 1))
+    root = tmp_path / "ds"
+    with LeRobotWriter(str(root), fps=40, state_names=JOINT_NAMES, action_names=JOINT_NAMES) as w:
+        w.add(Episode({"observation.images.cam": np.zeros((6, 64, 64, 3), np.uint8)}, q, q, "hold", success=True))
+    train_bc(str(root), str(tmp_path / "bc"), minutes=0.02, joint_names=JOINT_NAMES)
+    assert BCEngine(str(tmp_path / "bc")).cfg.control_hz == 40
+    per_task, lat, frames, _ = evaluate(str(tmp_path / "bc"), ["reach-v3"], 1, progress=False)
+    assert per_task["reach-v3"][0]["steps"] == 160 and not per_task["reach-v3"][0]["success"]
+    assert len(frames["reach-v3"]) == 161
+
+
+def test_relative_bc_predicts_offsets_from_the_current_joints(tmp_path):
+    """--relative: the chunk is learned as offsets from the joint state, so a policy whose demonstrations
+    always move +0.3 rad from wherever the arm is keeps doing so from a joint state it never saw."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "ds"
+    with LeRobotWriter(str(root), fps=10, state_names=NAMES, action_names=NAMES) as w:
+        for _ in range(6):
+            state = rng.uniform(-1, 1, (10, 2)).astype(np.float32)
+            w.add(Episode({"observation.images.cam": np.zeros((10, 64, 64, 3), np.uint8)}, state, state + 0.3,
+                          "move", success=True))
+    doc = train_bc(str(root), str(tmp_path / "bc"), minutes=0.1, joint_names=NAMES, relative=True)
+    assert doc["config"]["relative"] and doc["normalization"]["actions"]["relative_to"] == "joint state"
+    eng = BCEngine(str(tmp_path / "bc"))
+    q = np.array([1.5, -1.5])                                      # outside the demonstrated states
+    a = eng.step(Observation(np.zeros((64, 64, 3), np.uint8), q, "move")).actions
+    assert a.shape == (8, 2)
+    np.testing.assert_allclose(a[0], q + 0.3, atol=0.15)

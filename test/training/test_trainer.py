@@ -152,3 +152,16 @@ def test_stage1_frames_figure_matches_the_stage1_metric(tmp_path):
     assert abs(m["next_frame_psnr_db"] - metrics["next_frame_psnr_db"]) < 1e-6
     assert abs(psnr(frames["predicted"], frames["target"]) - m["next_frame_psnr_db"]) < 1e-6
     assert abs(psnr(frames["last"], frames["target"]) - m["copy_last_psnr_db"]) < 1e-6
+
+
+def test_a_model_acts_at_the_rate_of_its_demonstrations():
+    """The artifact's control_dt is its stage-III data's 1/fps; sources at different rates are refused."""
+    from training.data.lerobot import Episode
+    from training.trainer import episodes_control_dt
+
+    def ep(fps):
+        return Episode({}, np.zeros((2, 1)), np.zeros((2, 1)), "t", fps=fps)
+    assert episodes_control_dt([ep(40.0), ep(40.0)]) == pytest.approx(0.025)
+    assert episodes_control_dt([ep(None)]) == pytest.approx(0.1)          # a source that does not say
+    with pytest.raises(ValueError, match="different frame rates"):
+        episodes_control_dt([ep(10.0), ep(40.0)])

@@ -35,7 +35,8 @@ class BCConfig:
     object is gets blurred away) or "spatial_softmax" (per channel, a softmax over the map and the
     expected (x, y) under it: 2C keypoint coordinates, the head robot-learning policies use to find
     small objects). hidden: MLP width. horizon / action_dim / proprio_dim: the chunk and joint sizes.
-    joint_names: the action order. instructions: the task texts the policy is conditioned on (one-hot;
+    joint_names: the action order. control_hz: the demonstrations' rate (one chunk step per tick).
+    relative: the chunk is offsets from the current joint positions (else absolute targets). instructions: the task texts the policy is conditioned on (one-hot;
     empty or one entry: unconditioned)."""
     image_size: int = 64
     channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
@@ -46,6 +47,8 @@ class BCConfig:
     proprio_dim: int = 8
     joint_names: List[str] = field(default_factory=list)
     instructions: List[str] = field(default_factory=list)
+    control_hz: float = 10.0
+    relative: bool = False
 
     @property
     def n_tasks(self) -> int:
@@ -138,18 +141,22 @@ class BCEngine:
             task = torch.tensor([self.cfg.instructions.index(obs.instruction)])
         t0 = time.perf_counter()
         a = self.policy(img, j, task)[0].double().numpy() * self.as_ + self.am
+        if self.cfg.relative:
+            a = a + np.asarray(obs.joints, np.float64)
         return ActionPrediction(a, torch.zeros(0), self.steps, {"policy": 1e3 * (time.perf_counter() - t0)})
 
 
 def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, lr: float = 1e-3,
              seed: int = 0, max_episodes: int = 0, horizon: int = 8, head: str = "avgpool",
-             channels: Optional[List[int]] = None) -> dict:
-    """Trains for `minutes` of wall clock. head / channels: BCConfig's (channels None: its default)."""
+             channels: Optional[List[int]] = None, relative: bool = False) -> dict:
+    """Trains for `minutes` of wall clock. head / channels / relative: BCConfig's (channels None: its
+    default)."""
     from training.data.lerobot import JointMapping, LeRobotDataset
     from training.data.sources import EpisodeSource, Normalization
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    eps = list(LeRobotDataset(data, mapping=JointMapping(joint_names)))
+    ds = LeRobotDataset(data, mapping=JointMapping(joint_names))
+    eps = list(ds)
     if max_episodes:                                   # the first N episodes of each task
         kept, seen = [], {}
         for e in eps:
@@ -160,7 +167,8 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     norm = Normalization.from_episodes(eps)
     instructions = sorted({e.task for e in eps})
     cfg = BCConfig(horizon=horizon, action_dim=len(joint_names), proprio_dim=len(joint_names),
-                   joint_names=list(joint_names), instructions=instructions, head=head,
+                   joint_names=list(joint_names), instructions=instructions, head=head, control_hz=ds.fps,
+                   relative=relative,
                    **({"channels": list(channels)} if channels else {}))
     src = EpisodeSource(eps, cfg.image_size, horizon, norm, True)
     frames = torch.cat([f for f in src.frames])                                      # [N, 3, S, S]
@@ -174,6 +182,14 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     states = torch.from_numpy(np.concatenate(states)).float()
     chunks = torch.from_numpy(np.concatenate(chunks)).float()
     tasks = torch.from_numpy(np.concatenate(tasks)).long()
+    norm_doc = norm.to_dict()
+    if relative:                      # chunk [N, H, A] -> offsets from the joints at its first step
+        sm, ss = (torch.tensor(v).float() for v in (norm.state_mean, norm.state_std))
+        am, as_ = (torch.tensor(v).float() for v in (norm.action_mean, norm.action_std))
+        off = (chunks * as_ + am) - (states * ss + sm)[:, None, :]
+        om, os_ = off.mean((0, 1)), off.std((0, 1)).clamp_min(1e-3)
+        chunks = (off - om) / os_
+        norm_doc["actions"] = {"mean": om.tolist(), "std": os_.tolist(), "relative_to": "joint state"}
     pol = BCPolicy(cfg)
     opt = torch.optim.AdamW(pol.parameters(), lr=lr, weight_decay=1e-4)
     t0, step, losses = time.time(), 0, []
@@ -194,7 +210,7 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     bar.close()
     os.makedirs(out, exist_ok=True)
     save_file(pol.state_dict(), os.path.join(out, "policy.safetensors"))
-    doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm.to_dict(), "data": data,
+    doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm_doc, "data": data,
            "episodes": len(eps), "steps": step, "minutes": minutes, "final_loss": float(np.mean(losses[-50:]))}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(doc, f, indent=2)
@@ -214,9 +230,11 @@ def main(argv=None) -> int:
                     help="image features: averaged to 2x2 (the baseline of the README tables) or keypoints")
     ap.add_argument("--channels", type=int, nargs="+", help="CNN widths, one stride-2 conv each "
                     "(default 32 64 128 128)")
+    ap.add_argument("--relative", action="store_true",
+                    help="predict the chunk as offsets from the current joint positions")
     args = ap.parse_args(argv)
     doc = train_bc(args.data, args.out, args.minutes, JOINT_NAMES, seed=args.seed, max_episodes=args.episodes,
-                   head=args.head, channels=args.channels)
+                   head=args.head, channels=args.channels, relative=args.relative)
     print(f"BC baseline: {doc['steps']} steps in {args.minutes} min on {doc['episodes']} episodes, final loss "
           f"{doc['final_loss']:.4f}; wrote {args.out}")
     return 0

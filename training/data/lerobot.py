@@ -47,6 +47,7 @@ class Episode:
     task: str
     index: int = 0
     success: Optional[bool] = None
+    fps: Optional[float] = None     # frames (control steps) per second, where the source says
 
 
 @dataclass
@@ -294,7 +295,7 @@ class LeRobotDataset:
         frames = read_video(vpath, expect_frames=T)
         task_idx = int(table.column("task_index")[0].as_py())
         return Episode({self.camera_key: frames}, state, action, self.tasks.get(task_idx, rec["tasks"][0]),
-                       index=idx, success=rec.get("success"))
+                       index=idx, success=rec.get("success"), fps=self.fps)
 
     def __iter__(self) -> Iterator[Episode]:
         for i in range(len(self)):

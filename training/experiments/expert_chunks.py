@@ -40,15 +40,18 @@ class ExpertChunks:
         return ActionPrediction(a.astype(np.float64), torch.zeros(0), self.k, {})
 
 
-def run(task: str, episodes: int, first_variation: int = 10_000, max_steps: int = 40,
-        strategy: str = "execute_then_replan", execution_horizon: int = 4) -> dict:
-    """-> {"expert", "direct_replay", "through_act_core"}: successes out of `episodes`, and per scene."""
+def run(task: str, episodes: int, first_variation: int = 10_000, max_steps: Optional[int] = None,
+        strategy: str = "execute_then_replan", execution_horizon: int = 4, control_hz: float = 10.0) -> dict:
+    """-> {"expert", "direct_replay", "through_act_core"}: successes out of `episodes`, and per scene.
+    max_steps None: a 4 s episode at control_hz."""
     from kairos_ros.core.act_core import ActCore
     from training.evaluate import act_config
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
     engine = ExpertChunks(JOINT_NAMES)
     rows = []
-    with MetaWorldSim(SimConfig(task=task, max_steps=max_steps)) as sim:
+    rate = SimConfig.at_rate(control_hz)
+    max_steps = max_steps or rate.max_steps
+    with MetaWorldSim(SimConfig(task=task, max_steps=max_steps, substeps=rate.substeps)) as sim:
         cfg = act_config(sim, JOINT_NAMES, strategy, execution_horizon)     # what evaluate() gives the core
         for v in range(first_variation, first_variation + episodes):
             _, _, actions, expert_ok = rollout_expert(sim, v)
@@ -80,11 +83,12 @@ def main(argv=None):
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--first-variation", type=int, default=10_000)
     ap.add_argument("--strategy", default="execute_then_replan")
+    ap.add_argument("--control-hz", type=float, default=10.0)
     ap.add_argument("--out", help="write the result as JSON here")
     a = ap.parse_args(argv)
-    res = run(a.task, a.episodes, a.first_variation, strategy=a.strategy)
+    res = run(a.task, a.episodes, a.first_variation, strategy=a.strategy, control_hz=a.control_hz)
     n = a.episodes
-    print(f"{a.task}: expert {res['expert']}/{n}, its joint targets replayed directly {res['direct_replay']}/{n}, "
+    print(f"{a.task} at {a.control_hz:g} Hz: expert {res['expert']}/{n}, its joint targets replayed directly {res['direct_replay']}/{n}, "
           f"served as chunks through ActCore ({a.strategy}) {res['through_act_core']}/{n}")
     if a.out:
         with open(a.out, "w") as f:
