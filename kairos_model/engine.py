@@ -30,9 +30,12 @@ from kairos_model.world_model import KairosWorldModel
 @dataclass
 class Normalizer:
     """Affine normalisation of joint vectors: model value = (x - mean) / std. Identity by default;
-    training stores the dataset's statistics with the checkpoint."""
+    training stores the dataset's statistics with the checkpoint. relative: the model's values are
+    offsets from the joint state its frame was taken at (x - joints - mean) / std, so normalize and
+    denormalize need those joints [J]."""
     mean: Sequence[float]
     std: Sequence[float]
+    relative: bool = False
 
     @classmethod
     def identity(cls, dim: int) -> "Normalizer":
@@ -42,11 +45,20 @@ class Normalizer:
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise ValueError("normalizer needs mean and std of the same length, std > 0")
 
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)
+    def _base(self, joints) -> np.ndarray:
+        if not self.relative:
+            return np.zeros(len(self.mean))
+        if joints is None:
+            raise ValueError("relative actions are offsets from the joint state: pass the joints")
+        return np.asarray(joints, np.float64)
 
-    def denormalize(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, np.float64) * np.asarray(self.std) + np.asarray(self.mean)
+    def normalize(self, x: np.ndarray, joints: Optional[np.ndarray] = None) -> np.ndarray:
+        """x [..., J] in robot units -> model values (relative: offsets from `joints`)."""
+        return (np.asarray(x, np.float64) - self._base(joints) - np.asarray(self.mean)) / np.asarray(self.std)
+
+    def denormalize(self, x: np.ndarray, joints: Optional[np.ndarray] = None) -> np.ndarray:
+        """model values [..., J] -> robot units (relative: added to `joints`)."""
+        return np.asarray(x, np.float64) * np.asarray(self.std) + np.asarray(self.mean) + self._base(joints)
 
 
 @dataclass
@@ -89,7 +101,7 @@ def normalizer_from_meta(meta: dict, key: str, dim: int, where: str = "checkpoin
         return Normalizer.identity(dim)
     if len(d["mean"]) != dim:
         raise ValueError(f"{where}: {key} normalisation has {len(d['mean'])} entries, the model {dim}")
-    return Normalizer(d["mean"], d["std"])
+    return Normalizer(d["mean"], d["std"], relative=d.get("relative_to") == "joint state")
 
 
 class TorchEngine:
@@ -119,7 +131,7 @@ class TorchEngine:
         self.generator = torch.Generator().manual_seed(self.seed)
         self._instruction = None
         self._text_tokens = None
-        self._ctx = None
+        self._ctx, self._ctx_joints = None, None
 
     def state_bytes(self) -> int:
         return self.state.nbytes()
@@ -141,6 +153,7 @@ class TorchEngine:
         t0 = time.perf_counter()
         if update_memory:
             joints = self._check(obs)
+            self._ctx_joints = joints                       # relative actions are offsets from these
             img = torch.from_numpy(obs.image_hwc).to(self.device).permute(2, 0, 1).float().div_(255).unsqueeze(0)
             t["image"] = time.perf_counter()
             z, _ = self.vae.encode(img.unsqueeze(1))                                      # [1, 1, C, h, w]
@@ -161,12 +174,12 @@ class TorchEngine:
             return None
         prefix = None
         if action_prefix is not None:
-            prefix = torch.from_numpy(self.actions.normalize(np.asarray(action_prefix))).float()
+            prefix = torch.from_numpy(self.actions.normalize(np.asarray(action_prefix), self._ctx_joints)).float()
             prefix = prefix.to(self.device).view(1, 1, *prefix.shape)
         fut, act = self.model.sample(ctx, torch.tensor([0]), steps=self.sampler_steps, cfg_scale=self.cfg_scale,
                                      generator=self.generator, action_prefix=prefix)
         t["sampler"] = time.perf_counter()
-        actions = self.actions.denormalize(act[0, 0].double().cpu().numpy())
+        actions = self.actions.denormalize(act[0, 0].double().cpu().numpy(), self._ctx_joints)
         t["postprocess"] = time.perf_counter()
         if decode_future:
             fut = self.vae.decode(fut[0, 0].unsqueeze(1) / self.latent_scale).squeeze(1)   # F single frames

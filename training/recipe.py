@@ -89,7 +89,9 @@ class RecipeConfig:
     fsdp: shard with FSDP instead of DDP when run under torchrun. init_from: a checkpoint/artifact to
     start from (fine-tuning): its config, weights, VAE, latent scale and normalisation are kept.
     renormalize: with init_from, compute the joint/action normalisation from this recipe's action data
-    instead (new tasks whose joint ranges the pretrained model's statistics do not cover)."""
+    instead (new tasks whose joint ranges the pretrained model's statistics do not cover).
+    relative_actions: the action chunk is learned (and run) as offsets from the joint state at the
+    frame it is predicted from, instead of absolute joint targets."""
     name: str
     preset: str = "tiny"
     model: Dict[str, Any] = field(default_factory=dict)
@@ -105,6 +107,7 @@ class RecipeConfig:
     fsdp: bool = False
     init_from: Optional[str] = None
     renormalize: bool = False
+    relative_actions: bool = False
 
 
 def _strict(cls, d: Dict[str, Any], where: str) -> Dict[str, Any]:

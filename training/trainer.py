@@ -358,10 +358,12 @@ def eval_next_frame(tr: WorldModelTrainable, size: int, clips: int = 16, context
 @torch.no_grad()
 def eval_actions(tr: WorldModelTrainable, episodes, norm: Normalization, size: int, steps: int = 4):
     """Stage III metric on held-out episodes, teacher-forced along the expert's trajectory: mean
-    absolute error (rad) of the sampled action chunk vs the expert's, and of the mean-action baseline."""
+    absolute error (rad) of the sampled action chunk (as joint targets) vs the expert's, and of the
+    mean-action baseline."""
     src = EpisodeSource(episodes, size, tr.wm.cfg.action_horizon, norm, True)
     errs, base = [], []
-    mean_action = norm.action_mean
+    # the baseline is a mean joint target (with relative actions: these episodes' own mean target)
+    mean_action = (np.concatenate([e.action for e in episodes]).mean(0) if norm.relative else norm.action_mean)
     for i, ep in enumerate(episodes):
         T = len(ep.state)
         x, st, ch, _, task = src.clip(i, T)
@@ -371,6 +373,9 @@ def eval_actions(tr: WorldModelTrainable, episodes, norm: Normalization, size: i
         _, act = tr.wm.sample(ctx, torch.arange(T), steps=steps, generator=torch.Generator().manual_seed(i))
         pred = act[0].double().cpu().numpy() * norm.action_std + norm.action_mean          # [T, H, A]
         true = ch * norm.action_std + norm.action_mean
+        if norm.relative:                                  # offsets -> joint targets, as the engine runs them
+            s = (st * norm.state_std + norm.state_mean)[:, None]
+            pred, true = pred + s, true + s
         errs.append(np.abs(pred - true).mean())
         base.append(np.abs(mean_action - true).mean())
     return {"action_mae_rad": float(np.mean(errs)), "mean_action_mae_rad": float(np.mean(base)),
@@ -462,11 +467,15 @@ def run(recipe: RecipeConfig, args) -> dict:
             if key not in cache:
                 cache[key] = load_episodes(s, recipe.out, recipe.joint_names, D)
             eps += cache[key]
-        norm = Normalization.from_episodes(eps)
+        norm = Normalization.from_episodes(eps, recipe.relative_actions, cfg.action_horizon)
         control_dt = episodes_control_dt(eps)
         if init and "proprio" in init[2] and not recipe.renormalize:   # keep the pretrained model's scaling
-            m = init[2]
-            norm = Normalization.from_meta(m)
+            kept = Normalization.from_meta(init[2])
+            if kept.relative == recipe.relative_actions:
+                norm = kept
+            elif D.main:
+                print("relative_actions differs from the starting weights' action form: the action "
+                      "normalisation is computed from this recipe's data")
     else:
         J = cfg.proprio_dim
         control_dt = 0.1

@@ -112,7 +112,7 @@ class OnnxEngine:
         self.generator = torch.Generator().manual_seed(self.seed)
         self._instruction = None
         self._text_tokens = None
-        self._ctx = None
+        self._ctx, self._ctx_joints = None, None
 
     def state_bytes(self) -> int:
         return int(sum(a.nbytes for a in self.state.values()))
@@ -132,6 +132,7 @@ class OnnxEngine:
         t0 = time.perf_counter()
         if update_memory:
             joints = check_observation(obs, self.image_size, cfg.proprio_dim)
+            self._ctx_joints = joints                       # relative actions are offsets from these
             img = np.ascontiguousarray(obs.image_hwc.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
             t["image"] = time.perf_counter()
             latent, image_tokens = self._run("frame_encoder", {"image": img})
@@ -161,7 +162,7 @@ class OnnxEngine:
         sigmas = flow.sigma_schedule(self.sampler_steps, self.shift)
         d = 0
         if action_prefix is not None:
-            prefix = torch.from_numpy(self.actions.normalize(np.asarray(action_prefix))).float()[None]
+            prefix = torch.from_numpy(self.actions.normalize(np.asarray(action_prefix), self._ctx_joints)).float()[None]
             d = prefix.shape[1]
             if d >= cfg.action_horizon or prefix.shape[-1] != cfg.action_dim:
                 raise ValueError(f"action_prefix must be [d < {cfg.action_horizon}, {cfg.action_dim}], "
@@ -181,7 +182,7 @@ class OnnxEngine:
             if d:
                 act[:, :d] = flow.interpolate(prefix, eps_prefix, s_next)
         t["sampler"] = time.perf_counter()
-        actions = self.actions.denormalize(act[0].double().numpy())
+        actions = self.actions.denormalize(act[0].double().numpy(), self._ctx_joints)
         t["postprocess"] = time.perf_counter()
         if decode_future:
             fut = torch.from_numpy(self._run("vae_decoder", {"latents": fut[0].numpy()})[0])   # [F, 3, H, W]

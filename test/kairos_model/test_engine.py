@@ -74,3 +74,34 @@ def test_a_tick_without_a_new_frame_samples_without_touching_the_memory(engine):
     engine.reset()
     engine.step(obs(0), sample=False)
     assert np.allclose(engine.step(obs(0), update_memory=False).actions, ref.actions, atol=1e-6)
+
+
+def test_relative_actions_are_offsets_from_the_joints_of_the_frame(engine):
+    """An artifact trained with relative actions (meta actions.relative_to = "joint state"): the chunk is
+    the model's offsets added to the joints of the frame the memory took, also on a tick that samples
+    without a new frame; an RTC prefix is made relative the same way."""
+    from kairos_model.engine import normalizer_from_meta
+    rel = normalizer_from_meta({"actions": {"mean": [1.0] * 7, "std": [0.5] * 7, "relative_to": "joint state"}},
+                               "actions", 7)
+    assert rel.relative and not normalizer_from_meta({"actions": {"mean": [0.0] * 7, "std": [1.0] * 7}},
+                                                     "actions", 7).relative
+    with pytest.raises(ValueError, match="pass the joints"):
+        rel.denormalize(np.zeros((8, 7)))
+    x = np.random.default_rng(3).normal(size=(8, 7))
+    j = np.arange(7.0)
+    np.testing.assert_allclose(rel.normalize(rel.denormalize(x, j), j), x)
+    absolute = engine.actions
+    o = obs(7)
+    try:
+        runs = {}
+        for name, norm in (("absolute", absolute), ("relative", rel)):
+            engine.actions = norm
+            engine.reset()
+            torch.manual_seed(0)
+            first = engine.step(o).actions
+            held = engine.step(obs(8), update_memory=False).actions      # no new frame: joints of obs(7)
+            runs[name] = (first, held)
+        for k in range(2):
+            np.testing.assert_allclose(runs["relative"][k] - runs["absolute"][k], np.tile(o.joints, (8, 1)), atol=1e-9)
+    finally:
+        engine.actions = absolute

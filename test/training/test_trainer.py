@@ -165,3 +165,22 @@ def test_a_model_acts_at_the_rate_of_its_demonstrations():
     assert episodes_control_dt([ep(None)]) == pytest.approx(0.1)          # a source that does not say
     with pytest.raises(ValueError, match="different frame rates"):
         episodes_control_dt([ep(10.0), ep(40.0)])
+
+
+def test_relative_action_chunks_are_offsets_from_the_state_at_their_first_step():
+    """recipe relative_actions: the stage-III chunk targets are action[t + h] - state[t], normalised by
+    those offsets' statistics; the form travels with the checkpoint's meta."""
+    from training.data.lerobot import Episode
+    from training.data.sources import EpisodeSource, Normalization
+    T = 6
+    state = np.stack([np.arange(T, dtype=np.float32), -np.arange(T, dtype=np.float32)], 1)     # [T, 2]
+    ep = Episode({"cam": np.zeros((T, 64, 64, 3), np.uint8)}, state, state + 1.0, "t")         # target: +1
+    rel = Normalization.from_episodes([ep], relative=True, horizon=3)
+    src = EpisodeSource([ep], 64, 3, rel, True)
+    off = src.chunks(ep) * rel.action_std + rel.action_mean                                     # [T, 3, 2]
+    for t in range(T):
+        for h in range(3):
+            np.testing.assert_allclose(off[t, h], state[min(t + h, T - 1)] + 1.0 - state[t], atol=1e-5)
+    assert Normalization.from_meta(rel.to_dict()).relative
+    assert not Normalization.from_meta(Normalization.from_episodes([ep]).to_dict()).relative
+    assert "relative_to" not in Normalization.from_episodes([ep]).to_dict()["actions"]

@@ -36,8 +36,9 @@ class BCConfig:
     expected (x, y) under it: 2C keypoint coordinates, the head robot-learning policies use to find
     small objects). hidden: MLP width. horizon / action_dim / proprio_dim: the chunk and joint sizes.
     joint_names: the action order. control_hz: the demonstrations' rate (one chunk step per tick).
-    relative: the chunk is offsets from the current joint positions (else absolute targets). instructions: the task texts the policy is conditioned on (one-hot;
-    empty or one entry: unconditioned)."""
+    relative: the chunk is offsets from the current joint positions (else absolute targets).
+    instructions: the task texts the policy is conditioned on (one-hot; empty or one entry:
+    unconditioned)."""
     image_size: int = 64
     channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
     head: str = "avgpool"
@@ -164,7 +165,7 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
             if seen[e.task] <= max_episodes:
                 kept.append(e)
         eps = kept
-    norm = Normalization.from_episodes(eps)
+    norm = Normalization.from_episodes(eps, relative, horizon)     # relative: chunks as offsets from the joints
     instructions = sorted({e.task for e in eps})
     cfg = BCConfig(horizon=horizon, action_dim=len(joint_names), proprio_dim=len(joint_names),
                    joint_names=list(joint_names), instructions=instructions, head=head, control_hz=ds.fps,
@@ -182,14 +183,6 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     states = torch.from_numpy(np.concatenate(states)).float()
     chunks = torch.from_numpy(np.concatenate(chunks)).float()
     tasks = torch.from_numpy(np.concatenate(tasks)).long()
-    norm_doc = norm.to_dict()
-    if relative:                      # chunk [N, H, A] -> offsets from the joints at its first step
-        sm, ss = (torch.tensor(v).float() for v in (norm.state_mean, norm.state_std))
-        am, as_ = (torch.tensor(v).float() for v in (norm.action_mean, norm.action_std))
-        off = (chunks * as_ + am) - (states * ss + sm)[:, None, :]
-        om, os_ = off.mean((0, 1)), off.std((0, 1)).clamp_min(1e-3)
-        chunks = (off - om) / os_
-        norm_doc["actions"] = {"mean": om.tolist(), "std": os_.tolist(), "relative_to": "joint state"}
     pol = BCPolicy(cfg)
     opt = torch.optim.AdamW(pol.parameters(), lr=lr, weight_decay=1e-4)
     t0, step, losses = time.time(), 0, []
@@ -210,7 +203,7 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     bar.close()
     os.makedirs(out, exist_ok=True)
     save_file(pol.state_dict(), os.path.join(out, "policy.safetensors"))
-    doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm_doc, "data": data,
+    doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm.to_dict(), "data": data,
            "episodes": len(eps), "steps": step, "minutes": minutes, "final_loss": float(np.mean(losses[-50:]))}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(doc, f, indent=2)

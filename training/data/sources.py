@@ -38,27 +38,44 @@ class Batch:
 
 @dataclass
 class Normalization:
-    """Per-joint mean/std of the stage-III joint states and actions (std floored at 1e-2 rad)."""
+    """Per-joint mean/std of the stage-III joint states and actions (std floored at 1e-2 rad).
+    relative: the action chunk is learned as offsets from the joint state at its first step (each
+    chunk step h: action[t + h] - state[t]); mean/std are then those offsets' over chunks of `horizon`."""
     state_mean: np.ndarray
     state_std: np.ndarray
     action_mean: np.ndarray
     action_std: np.ndarray
+    relative: bool = False
 
     @classmethod
-    def from_episodes(cls, episodes: Sequence[Episode]) -> "Normalization":
+    def from_episodes(cls, episodes: Sequence[Episode], relative: bool = False, horizon: int = 1) -> "Normalization":
         s = np.concatenate([e.state for e in episodes]).astype(np.float64)
-        a = np.concatenate([e.action for e in episodes]).astype(np.float64)
-        return cls(s.mean(0), np.maximum(s.std(0), 1e-2), a.mean(0), np.maximum(a.std(0), 1e-2))
+        if relative:
+            a = np.concatenate([(chunk_targets(e.action, horizon) - e.state[:, None]).reshape(-1, e.action.shape[1])
+                                for e in episodes]).astype(np.float64)
+        else:
+            a = np.concatenate([e.action for e in episodes]).astype(np.float64)
+        return cls(s.mean(0), np.maximum(s.std(0), 1e-2), a.mean(0), np.maximum(a.std(0), 1e-2), relative)
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Normalization":
         """The inverse of to_dict: a checkpoint's meta -> Normalization."""
         p, a = meta["proprio"], meta["actions"]
-        return cls(np.array(p["mean"]), np.array(p["std"]), np.array(a["mean"]), np.array(a["std"]))
+        return cls(np.array(p["mean"]), np.array(p["std"]), np.array(a["mean"]), np.array(a["std"]),
+                   a.get("relative_to") == "joint state")
 
     def to_dict(self) -> dict:
-        return {"proprio": {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()},
-                "actions": {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()}}
+        acts = {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()}
+        if self.relative:
+            acts["relative_to"] = "joint state"
+        return {"proprio": {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()}, "actions": acts}
+
+
+def chunk_targets(action_ta: np.ndarray, horizon: int) -> np.ndarray:
+    """[T, A] per-step targets -> [T, H, A]: the chunk starting at each step (held at the last one)."""
+    T = len(action_ta)
+    idx = np.minimum(np.arange(T)[:, None] + np.arange(horizon)[None], T - 1)
+    return action_ta[idx]
 
 
 def _resize(frames_tchw: torch.Tensor, size: int) -> torch.Tensor:
@@ -130,11 +147,12 @@ class EpisodeSource:
         self.H, self.norm, self.use_actions = horizon, norm, actions
 
     def chunks(self, ep: Episode) -> np.ndarray:
-        """[T, H, A] normalised action chunk starting at each step (held at the last action)."""
-        a = (ep.action - self.norm.action_mean) / self.norm.action_std
-        T = len(a)
-        idx = np.minimum(np.arange(T)[:, None] + np.arange(self.H)[None], T - 1)
-        return a[idx]
+        """[T, H, A] normalised action chunk starting at each step (held at the last action); with a
+        relative normalisation, offsets from the joint state at the chunk's first step."""
+        a = chunk_targets(ep.action, self.H)
+        if self.norm.relative:
+            a = a - ep.state[:, None]
+        return (a - self.norm.action_mean) / self.norm.action_std
 
     def clip(self, i: int, frames: int, start: int = 0):
         ep = self.eps[i]
