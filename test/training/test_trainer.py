@@ -60,11 +60,13 @@ def test_the_shipped_recipes_parse():
         assert r.vae.per_frame and [s.name for s in r.stages] == ["I"] and r.stages[0].objective == "video"
     r = load_recipe("training/recipes/gpu_smoke.yaml")            # no simulator: synthetic physics only
     assert {src.kind for st in r.stages for src in st.sources} | {src.kind for src in r.vae.sources} == {"synthetic_physics"}
-    for f in ("training/recipes/mt10_cpu.yaml", "training/recipes/mt10_cpu_10demos.yaml"):
+    for f in ("training/recipes/mt10_cpu.yaml", "training/recipes/mt10_cpu_10demos.yaml",
+              "training/recipes/mt10_cpu_relative.yaml"):
         r = load_recipe(f)                      # stage III on MT10 from the committed tiny artifact
         assert [s.name for s in r.stages] == ["III"] and r.renormalize
         assert os.path.isfile(os.path.join(r.init_from, "config.json"))
         assert len(r.stages[0].sources[0].tasks) == 10
+        assert r.relative_actions == f.endswith("relative.yaml")
     for f in ("training/recipes/mt10_sharp_cpu.yaml", "training/recipes/mt10_sharp_cpu_10demos.yaml"):
         r = load_recipe(f)                      # II (videos, actions hidden) + III on MT10 from stage1_sharp's run
         assert [s.name for s in r.stages] == ["II", "III"] and r.renormalize
