@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from training.data.sources import chunk_targets
+
 GROUPS = ("joints", "hand", "objects", "goal")
 
 
@@ -103,11 +105,9 @@ def _demos(sim, variations, cfg: PrivilegedBCConfig):
         if not sim.success:
             continue
         ok += 1
-        acts = np.asarray(acts)
-        T = len(acts)
-        for t in range(T):
+        chunks = chunk_targets(np.asarray(acts), cfg.horizon)            # [T, H, 8]
+        for t, chunk in enumerate(chunks):
             X.append(feats[t])
-            chunk = acts[np.minimum(np.arange(t, t + cfg.horizon), T - 1)]
             Y.append(chunk - feats[t][:8] if cfg.relative else chunk)
     return np.asarray(X), np.asarray(Y), ok
 
