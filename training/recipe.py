@@ -42,7 +42,10 @@ class StageConfig:
     """name: I, II or III. objective: video | video+action. frames: the clip-length ramp, one entry
     per equal share of the steps (e.g. [8, 12] = 8 frames in the first half, 12 after).
     resolution: frame side in pixels. steps, lr, batch, grad_accum: optimisation. anchors: how many
-    frames of each clip predict their future per step (a random subset; fewer is cheaper per step)."""
+    frames of each clip predict their future per step (a random subset; fewer is cheaper per step).
+    minutes: an optional wall-clock budget: the stage ends at `steps` or when it is spent, whichever
+    comes first, with the learning-rate schedule following the one further along (for "same time
+    budget" comparisons and for GPU leases; a budgeted run is not step-for-step reproducible)."""
     name: str
     objective: str
     sources: List[SourceConfig]
@@ -54,6 +57,7 @@ class StageConfig:
     resolution: int = 64
     warmup: int = 50
     anchors: int = 4          # prediction anchors drawn per clip and step (all frames: 0)
+    minutes: Optional[float] = None
 
     def __post_init__(self):
         if self.objective not in ("video", "video+action"):

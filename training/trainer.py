@@ -125,28 +125,38 @@ def _load_ckpt(path: str, module: nn.Module, opt, device):
 def train_loop(name: str, module: nn.Module, loss_fn: Callable, steps: int, lr: float, warmup: int,
                ckpt_dir: str, D: Dist, grad_accum: int = 1, ema_decay: float = 0.995,
                checkpoint_every: int = 200, log_every: int = 20, samples_per_step: int = 1,
-               stop_after: Optional[int] = None, fsdp: bool = False, progress: bool = True) -> dict:
+               stop_after: Optional[int] = None, fsdp: bool = False, progress: bool = True,
+               max_seconds: Optional[float] = None) -> dict:
     """Optimise `module` for `steps` steps; loss_fn(model, step, micro) -> (loss, parts dict).
-    Resumes from ckpt_dir/last when present. Returns {"losses": [...], "ema": state dict, ...}."""
+    max_seconds: a wall-clock budget; the loop ends at `steps` or when the budget is spent, whichever
+    comes first, and the cosine learning-rate schedule follows whichever of the two is further along
+    (so a budgeted run still anneals). Time spent before an interruption counts on resume.
+    Resumes from ckpt_dir/last when present. Returns {"losses": [...], "ema": state dict,
+    "steps": steps done, "seconds": ...}."""
     module.to(D.device)
     decay_params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(decay_params, lr=lr, weight_decay=0.01, betas=(0.9, 0.99))
 
-    def lr_at(step):
+    def lr_at(step, elapsed=0.0):
         if step < warmup:
             return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup)))) * 0.9 + 0.1
+        frac = (step - warmup) / max(1, steps - warmup)
+        if max_seconds:
+            frac = max(frac, elapsed / max_seconds)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, frac))) * 0.9 + 0.1
 
     ema = {k: v.detach().clone().float() for k, v in module.state_dict().items()}
-    start, losses = 0, []
+    start, losses, before = 0, [], 0.0
     last = os.path.join(ckpt_dir, "last")
     if os.path.isdir(last):
         ema, info = _load_ckpt(last, module, opt, D.device)
-        start, losses = info["step"], info["losses"]
+        start, losses, before = info["step"], info["losses"], float(info.get("seconds", 0.0))
         if D.main:
             print(f"[{name}] resumed from {last} at step {start}")
+        if info.get("budget_spent"):
+            steps = start                                   # a budgeted stage that already ended
     if start >= steps:
-        return {"losses": losses, "ema": ema, "steps": steps, "seconds": 0.0}
+        return {"losses": losses, "ema": ema, "steps": start, "seconds": before}
     if D.world > 1:
         if fsdp:
             from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
@@ -164,9 +174,21 @@ def train_loop(name: str, module: nn.Module, loss_fn: Callable, steps: int, lr: 
                initial=start, total=steps)
     t0, n_samples = time.time(), 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if D.cuda else contextlib.nullcontext()
+    budget_spent = False
+
+    def elapsed() -> float:                # the same on every rank (rank 0's clock), so all stop together
+        e = before + time.time() - t0
+        if D.world > 1 and max_seconds:
+            t = torch.tensor([e], dtype=torch.float64, device=D.device if D.cuda else "cpu")
+            dist.broadcast(t, 0)
+            e = t.item()
+        return e
+
+    done = start
     for step in bar:
+        now = elapsed() if max_seconds else 0.0
         for g in opt.param_groups:
-            g["lr"] = lr * lr_at(step)
+            g["lr"] = lr * lr_at(step, now)
         opt.zero_grad(set_to_none=True)
         total, parts_sum = 0.0, {}
         for micro in range(grad_accum):
@@ -200,17 +222,26 @@ def train_loop(name: str, module: nn.Module, loss_fn: Callable, steps: int, lr: 
             bar.set_postfix(loss=f"{total:.4f}", **{k: f"{v:.4f}" for k, v in parts_sum.items()},
                             samples_s=f"{n_samples / max(1e-9, time.time() - t0):.1f}")
         done = step + 1
-        if done % checkpoint_every == 0 or done == steps or (stop_after is not None and done >= stop_after):
+        budget_spent = bool(max_seconds) and elapsed() >= max_seconds and done < steps
+        if (done % checkpoint_every == 0 or done == steps or budget_spent
+                or (stop_after is not None and done >= stop_after)):
             if D.main:
-                _save_ckpt(last, module, ema, opt, {"step": done, "losses": losses, "name": name})
+                _save_ckpt(last, module, ema, opt, {"step": done, "losses": losses, "name": name,
+                                                    "seconds": before + time.time() - t0,
+                                                    "budget_spent": budget_spent})
             D.barrier()
         if stop_after is not None and done >= stop_after:
             if D.main:
                 print(f"[{name}] stopped after step {done} as asked (--stop-after); rerun to resume")
             raise SystemExit(3)
+        if budget_spent:
+            if D.main:
+                bar.close()
+                print(f"[{name}] time budget of {max_seconds / 60:g} min spent after step {done} of {steps}")
+            break
     if writer:
         writer.close()
-    return {"losses": losses, "ema": ema, "steps": steps, "seconds": time.time() - t0}
+    return {"losses": losses, "ema": ema, "steps": done, "seconds": before + time.time() - t0}
 
 
 # -- the world model as one trainable module (so DDP sees one forward) --------------------------------
@@ -512,8 +543,9 @@ def run(recipe: RecipeConfig, args) -> dict:
                          os.path.join(recipe.out, st.name), D, grad_accum=st.grad_accum,
                          ema_decay=recipe.ema_decay, checkpoint_every=recipe.checkpoint_every,
                          log_every=recipe.log_every, samples_per_step=st.batch, fsdp=recipe.fsdp,
-                         stop_after=args.stop_after if args.stop_stage == st.name else None)
-        results[st.name] = {"final_loss": float(np.mean(res["losses"][-20:])), "steps": st.steps,
+                         stop_after=args.stop_after if args.stop_stage == st.name else None,
+                         max_seconds=st.minutes * 60 if st.minutes else None)
+        results[st.name] = {"final_loss": float(np.mean(res["losses"][-20:])), "steps": res["steps"],
                             "seconds": res["seconds"]}
         if D.main and st.objective == "video":        # what this stage taught, on its own EMA weights
             live = {k: v.detach().clone() for k, v in tr.state_dict().items()}

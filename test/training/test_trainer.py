@@ -186,3 +186,36 @@ def test_relative_action_chunks_are_offsets_from_the_state_at_their_first_step()
     assert Normalization.from_meta(rel.to_dict()).relative
     assert not Normalization.from_meta(Normalization.from_episodes([ep]).to_dict()).relative
     assert "relative_to" not in Normalization.from_episodes([ep]).to_dict()["actions"]
+
+
+def test_a_time_budget_ends_the_stage_annealed_and_stays_ended_on_resume(tmp_path, monkeypatch):
+    """StageConfig.minutes: the loop stops when the wall-clock budget is spent (before `steps`), the
+    learning rate has followed the budget down to the floor of the cosine schedule, the checkpoint
+    says so, and rerunning the same stage does not train further."""
+    import time
+    from training.trainer import Dist, train_loop
+
+    lin = torch.nn.Linear(4, 1)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+
+    def loss_fn(model, step, micro):
+        time.sleep(0.01)
+        return torch.nn.functional.mse_loss(model(x), y), {}
+
+    lrs, orig = [], torch.optim.AdamW.step
+
+    def spy(self, *a, **k):                        # the learning rate each step actually used
+        lrs.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    res = train_loop("t", lin, loss_fn, steps=100000, lr=1.0, warmup=1, ckpt_dir=str(tmp_path),
+                     D=Dist(), checkpoint_every=10 ** 6, progress=False, max_seconds=0.5)
+    assert 10 < res["steps"] < 100000 and res["seconds"] >= 0.5 and len(lrs) == res["steps"]
+    assert lrs[len(lrs) // 4] > 0.5 and lrs[-1] < 0.15    # annealed by time to ~0.1, the schedule's floor
+    with open(tmp_path / "last" / "trainer.json") as f:
+        info = json.load(f)
+    assert info["budget_spent"] and info["step"] == res["steps"]
+    again = train_loop("t", lin, loss_fn, steps=100000, lr=1.0, warmup=1, ckpt_dir=str(tmp_path),
+                       D=Dist(), checkpoint_every=10 ** 6, progress=False, max_seconds=0.5)
+    assert again["steps"] == res["steps"] and len(again["losses"]) == res["steps"]
