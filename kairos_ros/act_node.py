@@ -28,7 +28,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from kairos_msgs.msg import ActionChunk, ImaginedFuture
 from kairos_msgs.srv import ResetMemory, SetInstruction
-from kairos_ros.core.act_core import ActConfig, ActCore
+from kairos_ros.core.act_core import ActConfig, ActCore, check_control_rate
 from kairos_ros.node_util import declare_parameters
 from kairos_ros.core.image import ImageError, decode_compressed, image_to_rgb
 
@@ -47,7 +47,8 @@ PARAMETERS = {
     "upper": ([3.14], "upper position limit per joint (robot order)"),
     "max_velocity": ([1.0], "largest joint speed per joint, units/s"),
     "urdf": ("", "URDF file: when set, lower/upper/max_velocity come from its <limit> tags"),
-    "control_rate_hz": (10.0, "control ticks per second; one chunk step per tick"),
+    "control_rate_hz": (10.0, "control ticks per second; one chunk step per tick; must be the artifact's own rate "
+                               "(1 / its control_dt), else configure fails"),
     "strategy": ("execute_then_replan", "execute_then_replan | temporal_ensemble | real_time_chunking"),
     "rtc_delay": (1, "real_time_chunking: chunk steps that run while the next chunk is computed (inpainted)"),
     "execution_horizon": (4, "chunk steps executed before replanning (execute_then_replan)"),
@@ -149,6 +150,7 @@ class ActNode(LifecycleNode):
                                  backend=self.p("backend"), threads=self.p("inference_threads"),
                                  quantized=self.p("quantized"))
             self.artifact_id = ckpt
+            check_control_rate(loaded.meta, cfg.control_rate_hz, f"artifact {ckpt}")
             if loaded.joint_names and sorted(loaded.joint_names) != sorted(cfg.joint_names):
                 raise ValueError(f"artifact {ckpt} was trained on joints {loaded.joint_names}; the robot has "
                                  f"{cfg.joint_names}")

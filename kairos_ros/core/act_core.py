@@ -63,6 +63,21 @@ class ActConfig:
         return 1.0 / self.control_rate_hz
 
 
+def check_control_rate(meta: dict, control_rate_hz: float, where: str = "the artifact") -> None:
+    """A model acts at the rate of the demonstrations it learned from (one chunk step per frame of its
+    data; meta['control_dt'], written by the trainer): commanding it at another rate would stretch
+    or squeeze every motion it predicts. Raises ValueError on a mismatch; artifacts from before the
+    rate was recorded (no control_dt) are not checked."""
+    dt = meta.get("control_dt")
+    if dt is None:
+        return
+    model_hz = 1.0 / float(dt)
+    if abs(model_hz - control_rate_hz) > 0.01 * model_hz:
+        raise ValueError(f"{where} acts at {model_hz:g} Hz (control_dt {float(dt):g} s, the rate of its "
+                         f"training data) but control_rate_hz is {control_rate_hz:g}: set control_rate_hz "
+                         f"to {model_hz:g}")
+
+
 @dataclass
 class TickResult:
     """kind: 'trajectory', 'hold' or 'idle' (nothing known yet: no command). positions: [K, J] in the

@@ -117,3 +117,19 @@ def test_act_node_commands_holds_and_shuts_down(act_process, ros_context):
     assert act_process.returncode == 0, out
     assert "latency p50" in out
     node.destroy_node()
+
+
+def test_configure_fails_clearly_when_the_rate_is_not_the_artifacts(tmp_path, ros_context):
+    """The committed artifact learned at 10 Hz: asked to act at 40 Hz, configure fails with the reason
+    and `kairos act` exits non-zero before commanding anything."""
+    with open("config/sim_act.yaml") as f:
+        cfg = yaml.safe_load(f)
+    p = cfg["kairos_act"]["ros__parameters"]
+    p.update(control_rate_hz=40.0, backend="torch")
+    path = tmp_path / "act.yaml"
+    path.write_text(yaml.safe_dump({"kairos_act": cfg["kairos_act"]}))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(ros_context.get_domain_id()))
+    out = subprocess.run([sys.executable, "-m", "training.cli", "act", "--config", str(path)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "acts at 10 Hz" in out.stdout + out.stderr and "configure failed" in out.stdout + out.stderr

@@ -168,3 +168,12 @@ def test_the_memory_takes_each_camera_frame_once_however_the_ticks_fall(engine):
     assert r.kind == "hold" and "first camera frame after the reset" in r.reason
     feed(c, 0.3)
     assert c.tick(0.3).kind == "trajectory" and calls[-1] == ("step", True, True)
+
+
+def test_the_control_rate_must_match_the_rate_the_artifact_learned():
+    from kairos_ros.core.act_core import check_control_rate
+    check_control_rate({"control_dt": 0.1}, 10.0)                  # the 10 Hz default
+    check_control_rate({"control_dt": 0.025}, 40.0)
+    check_control_rate({}, 25.0)                                   # older artifacts carry no rate
+    with pytest.raises(ValueError, match="acts at 40 Hz.*set control_rate_hz to 40"):
+        check_control_rate({"control_dt": 0.025}, 10.0)
