@@ -149,9 +149,10 @@ class BCEngine:
 
 def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, lr: float = 1e-3,
              seed: int = 0, max_episodes: int = 0, horizon: int = 8, head: str = "avgpool",
-             channels: Optional[List[int]] = None, relative: bool = False) -> dict:
+             channels: Optional[List[int]] = None, relative: bool = False, shift: int = 4) -> dict:
     """Trains for `minutes` of wall clock. head / channels / relative: BCConfig's (channels None: its
-    default)."""
+    default). shift: random-shift augmentation, the whole batch's frames rolled by up to this many
+    pixels each way (0: off)."""
     from training.data.lerobot import JointMapping, LeRobotDataset
     from training.data.sources import EpisodeSource, Normalization
     torch.manual_seed(seed)
@@ -190,8 +191,9 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     while time.time() - t0 < minutes * 60:
         idx = torch.from_numpy(rng.integers(0, len(frames), batch))
         img = frames[idx]
-        shift = rng.integers(-4, 5, 2)                                # random-shift augmentation
-        img = torch.roll(img, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
+        if shift:                                                     # random-shift augmentation
+            dy, dx = rng.integers(-shift, shift + 1, 2)
+            img = torch.roll(img, shifts=(int(dy), int(dx)), dims=(2, 3))
         loss = (pol(img, states[idx], tasks[idx]) - chunks[idx]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -204,7 +206,7 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     os.makedirs(out, exist_ok=True)
     save_file(pol.state_dict(), os.path.join(out, "policy.safetensors"))
     doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm.to_dict(), "data": data,
-           "episodes": len(eps), "steps": step, "minutes": minutes, "final_loss": float(np.mean(losses[-50:]))}
+           "episodes": len(eps), "steps": step, "minutes": minutes, "shift": shift, "final_loss": float(np.mean(losses[-50:]))}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(doc, f, indent=2)
     return doc
@@ -225,9 +227,11 @@ def main(argv=None) -> int:
                     "(default 32 64 128 128)")
     ap.add_argument("--relative", action="store_true",
                     help="predict the chunk as offsets from the current joint positions")
+    ap.add_argument("--shift", type=int, default=4,
+                    help="random-shift augmentation: frames rolled by up to this many pixels (0: off)")
     args = ap.parse_args(argv)
     doc = train_bc(args.data, args.out, args.minutes, JOINT_NAMES, seed=args.seed, max_episodes=args.episodes,
-                   head=args.head, channels=args.channels, relative=args.relative)
+                   head=args.head, channels=args.channels, relative=args.relative, shift=args.shift)
     print(f"BC baseline: {doc['steps']} steps in {args.minutes} min on {doc['episodes']} episodes, final loss "
           f"{doc['final_loss']:.4f}; wrote {args.out}")
     return 0

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Train one recipe on a GPU machine and bring the artifact back (run from the repo root):
+#   bash scripts/device_train.sh training/recipes/mt10_gpu_relative.yaml [OUTDIR]
+# Uses the machine's own python3/torch. PyAV (the LeRobot videos) and flash-linear-attention come from
+# .whl/ when present: pip download --no-deps av==18.1.0 flash-linear-attention==0.6.0 fla-core==0.6.0
+# (for the machine's Python) -d .whl. The recipe's datasets must be on the machine (a GPU lease
+# carries runs/<dataset folder>; nothing is collected there without MuJoCo). OUTDIR receives the
+# artifact with world_model.safetensors split into 12 MB parts (wm.part.*; `cat` joins them, the
+# sha256 printed here checks it), metrics.json, the stage's losses.json and the training log.
+set -u
+RECIPE=$1
+OUT=${2:-${OUT:-runs/device_train}}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+nvidia-smi -L
+python3 -c "import torch, av; print('torch', torch.__version__, 'av', av.__version__, 'cuda', torch.cuda.is_available())" || exit 1
+RUN=$(python3 -c "import sys; from training.recipe import load_recipe; print(load_recipe(sys.argv[1]).out)" "$RECIPE") || exit 1
+timeout "${TRAIN_TIMEOUT:-470}" python3 -m torch.distributed.run --nproc-per-node 1 -m training.trainer "$RECIPE" \
+  >"$OUT/train.log" 2>&1
+echo "trainer rc=$?"
+tr '\r' '\n' <"$OUT/train.log" | grep -v "^train stage" | tail -8
+cp "$RUN"/artifact/config.json "$RUN"/artifact/understanding.safetensors "$RUN"/artifact/vae.safetensors \
+   "$RUN"/metrics.json "$OUT"/ || exit 1
+cp "$(ls -d "$RUN"/*/losses.json | tail -1)" "$OUT"/losses.json
+sha256sum "$RUN"/artifact/world_model.safetensors
+split -b 12M "$RUN"/artifact/world_model.safetensors "$OUT"/wm.part.
