@@ -204,10 +204,14 @@ def train_loop(name: str, module: nn.Module, loss_fn: Callable, steps: int, lr: 
         gn = torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         if torch.isfinite(gn):
             opt.step()
+        # EMA with warm-up: the decay grows as (1+t)/(10+t) up to ema_decay, so the starting weights
+        # fade out however short the run (a fixed 0.999 would keep 0.999^1468 = 23% of them after
+        # 1468 steps: measured to double the held-out action error of such a run, README "On a GPU")
+        d = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for k, v in module.state_dict().items():
                 if v.dtype.is_floating_point:
-                    ema[k].mul_(ema_decay).add_(v.float(), alpha=1 - ema_decay)
+                    ema[k].mul_(d).add_(v.float(), alpha=1 - d)
                 else:
                     ema[k].copy_(v)
         total = D.mean(total)

@@ -219,3 +219,24 @@ def test_a_time_budget_ends_the_stage_annealed_and_stays_ended_on_resume(tmp_pat
     again = train_loop("t", lin, loss_fn, steps=100000, lr=1.0, warmup=1, ckpt_dir=str(tmp_path),
                        D=Dist(), checkpoint_every=10 ** 6, progress=False, max_seconds=0.5)
     assert again["steps"] == res["steps"] and len(again["losses"]) == res["steps"]
+
+
+def test_the_ema_forgets_the_starting_weights_in_a_short_run(tmp_path):
+    """With ema_decay 0.999 and 60 steps, a plain EMA would still be 94% the starting weights; the
+    warmed-up EMA follows where training went."""
+    from training.trainer import Dist, train_loop
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 1)
+    w0 = lin.weight.detach().clone()
+    target = torch.full((1, 4), 3.0)
+    x = torch.randn(256, 4)
+    y = x @ target.T
+
+    def loss_fn(model, step, micro):
+        return torch.nn.functional.mse_loss(model(x), y), {}
+
+    res = train_loop("t", lin, loss_fn, steps=60, lr=0.3, warmup=1, ckpt_dir=str(tmp_path), D=Dist(),
+                     ema_decay=0.999, progress=False)
+    moved = (lin.weight.detach() - w0).norm()
+    assert moved > 1.0
+    assert (res["ema"]["weight"] - lin.weight.detach()).norm() < 0.3 * moved
