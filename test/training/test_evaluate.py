@@ -82,3 +82,23 @@ def test_privileged_state_policy_solves_held_out_scenes_through_the_act_core():
         assert features(sim, ["joints", "hand"]).shape == (12,)
         with pytest.raises(ValueError, match="unknown input groups"):
             features(sim, ["joints", "puck"])
+
+
+def test_ema_mix_interpolates_between_the_trained_and_the_starting_weights(tmp_path):
+    """training.experiments.ema_mix: share 0 is the trained artifact's own held-out error, share 1 the
+    starting weights' (here a copy of the committed artifact with its action head zeroed, so the two
+    differ), and the error is measured on the simulator's held-out episodes."""
+    import shutil
+    from safetensors.torch import load_file, save_file
+    from training.experiments.ema_mix import mixed_action_errors
+    start = tmp_path / "start"
+    shutil.copytree("artifacts/tiny_button_press", start)
+    wm = load_file(str(start / "world_model.safetensors"))
+    wm = {k: (v * 0 if k.startswith("act_out.") else v) for k, v in wm.items()}
+    save_file(wm, str(start / "world_model.safetensors"))
+    (start / "manifest.json").unlink()                    # hand-edited weights: no longer the shipped ones
+    res = mixed_action_errors("artifacts/tiny_button_press", str(start), [0.0, 1.0], str(tmp_path),
+                              ["button-press-topdown-v3"], episodes=1)
+    assert res[0.0]["heldout_episodes"] == 1
+    assert res[0.0]["action_mae_rad"] < 0.5 * res[0.0]["mean_action_mae_rad"]   # the trained model
+    assert res[1.0]["action_mae_rad"] > 2 * res[0.0]["action_mae_rad"]          # its action head gone
