@@ -31,7 +31,11 @@ class UnderstandingConfig:
     """dim: width of the output tokens (the world model's width). vocab_buckets: size of the hashed
     word vocabulary. max_words: longest instruction kept. text_layers / text_heads: the text
     transformer. text_tokens / image_tokens: tokens out per modality. image_channels: CNN width.
-    qwen_path: a local directory with a Qwen-family model; when set, it replaces the text encoder."""
+    qwen_path: a local directory with a Qwen-family model; when set, it replaces the text encoder.
+    image_positions: add a fixed 2D sine-cosine code of each cell's place to the CNN's feature grid
+    before the attention pool (no parameters), so the image tokens can say where a small object is
+    and not only that it is there (the pool's queries are otherwise blind to position); off in
+    configs that predate it, so their artifacts behave as trained."""
     dim: int = 128
     vocab_buckets: int = 4096
     max_words: int = 24
@@ -41,6 +45,7 @@ class UnderstandingConfig:
     image_tokens: int = 4
     image_channels: int = 32
     qwen_path: Optional[str] = None
+    image_positions: bool = False
 
     @property
     def tokens(self) -> int:
@@ -136,11 +141,26 @@ class QwenTextEncoder(nn.Module):
         return self.pool(self.proj(h.to(self.proj.weight.dtype)), batch["attention_mask"].bool())
 
 
+def sincos_2d(h: int, w: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Fixed 2D position code [h * w, dim] (row-major cells): a quarter of the channels are sin and a
+    quarter cos of the row at geometric frequencies, the other half the same of the column (dim % 4
+    == 0)."""
+    if dim % 4:
+        raise ValueError(f"sincos_2d needs dim divisible by 4, got {dim}")
+    q = dim // 4
+    freq = 1.0 / (10000.0 ** (torch.arange(q, device=device, dtype=torch.float32) / q))      # [q]
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    ay, ax = ys.reshape(-1, 1) * freq, xs.reshape(-1, 1) * freq                             # [hw, q]
+    return torch.cat([ay.sin(), ay.cos(), ax.sin(), ax.cos()], dim=1).to(dtype)
+
+
 class ImageEncoder(nn.Module):
     """Current camera frame [B, 3, H, W] in [0, 1] -> [B, image_tokens, dim]."""
 
     def __init__(self, cfg: UnderstandingConfig):
         super().__init__()
+        self.positions = cfg.image_positions
         c = cfg.image_channels
         self.net = nn.Sequential(
             nn.Conv2d(3, c, 5, stride=2, padding=2), nn.SiLU(),
@@ -155,7 +175,10 @@ class ImageEncoder(nn.Module):
         if not image_bchw.is_floating_point():
             raise TypeError(f"image must be floating point in [0, 1], got {image_bchw.dtype}")
         h = self.net(image_bchw * 2 - 1)                       # [B, C, h, w]
-        return self.pool(h.flatten(2).transpose(1, 2))
+        tokens = h.flatten(2).transpose(1, 2)                    # [B, h*w, C]
+        if self.positions:
+            tokens = tokens + sincos_2d(h.shape[2], h.shape[3], h.shape[1], h.device, tokens.dtype)
+        return self.pool(tokens)
 
 
 class UnderstandingEncoder(nn.Module):

@@ -87,11 +87,15 @@ class VAEStageConfig:
 
 @dataclass
 class RecipeConfig:
-    """preset + model overrides: the world model (WorldModelConfig field -> value).
-    joint_names: the model's action/proprio order. out: run directory. ema_decay: EMA of weights
-    (what is exported; the largest decay: it warms up as (1+t)/(10+t) from the stage's first step). eval_episodes: held-out episodes for the end-of-training metrics.
-    fsdp: shard with FSDP instead of DDP when run under torchrun. init_from: a checkpoint/artifact to
-    start from (fine-tuning): its config, weights, VAE, latent scale and normalisation are kept.
+    """preset + model overrides: the world model (WorldModelConfig field -> value; `und` takes a
+    dict of UnderstandingConfig fields). joint_names: the model's action/proprio order. out: run
+    directory. ema_decay: EMA of weights (what is exported; the largest decay: it warms up as
+    (1+t)/(10+t) from the stage's first step). eval_episodes: held-out episodes for the
+    end-of-training metrics. fsdp: shard with FSDP instead of DDP when run under torchrun.
+    init_from: a checkpoint/artifact to start from (fine-tuning): its config, weights, VAE, latent
+    scale and normalisation are kept; `model` overrides then apply on top of its config, and its
+    weights must still fit (e.g. und.image_positions, which adds no parameters; a change of shape is
+    an error).
     renormalize: with init_from, compute the joint/action normalisation from this recipe's action data
     instead (new tasks whose joint ranges the pretrained model's statistics do not cover).
     relative_actions: the action chunk is learned (and run) as offsets from the joint state at the

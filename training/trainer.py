@@ -426,7 +426,7 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         vdir = args.vae_from
     if not os.path.isfile(final):
         vc = recipe.vae
-        cfg = WorldModelConfig.preset(recipe.preset, **recipe.model)
+        cfg = model_config(recipe)
         cache: dict = {}
         srcs = [build_source(s, recipe, cfg, 64, norm_dummy, D, cache) for s in vc.sources]
         mix = Mixture(srcs, [s.weight for s in vc.sources])
@@ -468,6 +468,17 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         return json.load(f)["latent_scale"]
 
 
+def model_config(recipe: RecipeConfig, init=None) -> WorldModelConfig:
+    """The world model's config: the preset (or the starting checkpoint's) with the recipe's `model`
+    overrides; `und` is a dict of UnderstandingConfig fields merged into the base's."""
+    from dataclasses import replace
+    base = init[0] if init else WorldModelConfig.preset(recipe.preset)
+    over = dict(recipe.model)
+    if "und" in over:
+        over["und"] = replace(base.und, **over["und"])
+    return replace(base, **over)
+
+
 def run(recipe: RecipeConfig, args) -> dict:
     D = Dist()
     torch.manual_seed(recipe.seed)
@@ -484,7 +495,16 @@ def run(recipe: RecipeConfig, args) -> dict:
             raise ValueError(f"init_from {recipe.init_from} acts on {init_meta['joint_names']}, the recipe "
                              f"names {recipe.joint_names}")
         recipe.joint_names = recipe.joint_names or init_meta.get("joint_names", [])
-    cfg = init[0] if init else WorldModelConfig.preset(recipe.preset, **recipe.model)
+    cfg = model_config(recipe, init)
+    if init and cfg != init[0]:              # overrides on the starting checkpoint: its weights must fit
+        parts_new = build_parts(cfg)
+        for name, module in parts_new.items():
+            try:
+                module.load_state_dict(init[1][name].state_dict())
+            except RuntimeError as e:
+                raise ValueError(f"the recipe's model overrides {recipe.model} change the shape of "
+                                 f"{recipe.init_from}'s {name} weights: {str(e)[:300]}") from None
+        init = (cfg, parts_new, init[2])
     if recipe.joint_names and len(recipe.joint_names) != cfg.action_dim:
         raise ValueError(f"recipe has {len(recipe.joint_names)} joint names, the model acts on {cfg.action_dim}")
     os.makedirs(recipe.out, exist_ok=True)

@@ -53,3 +53,23 @@ def test_qwen_adapter_loads_a_local_qwen_model(tmp_path):
 def test_missing_qwen_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="must hold config.json"):
         UnderstandingEncoder(UnderstandingConfig(dim=32, qwen_path=str(tmp_path)))
+
+
+def test_image_positions_let_the_image_tokens_tell_where_an_object_is():
+    """image_positions adds a fixed 2D code before the attention pool: no new weights (a checkpoint
+    without it loads), a different output on the same weights, and configs that predate the field
+    load with it off."""
+    from kairos_model.checkpoint import config_from_dict, config_to_dict
+    from kairos_model.understanding import ImageEncoder, UnderstandingConfig, sincos_2d
+    from kairos_model.world_model import WorldModelConfig
+    torch.manual_seed(0)
+    off, on = ImageEncoder(UnderstandingConfig()), ImageEncoder(UnderstandingConfig(image_positions=True))
+    on.load_state_dict(off.state_dict())                       # strict: the same parameters
+    img = torch.rand(2, 3, 64, 64)
+    assert not torch.allclose(off(img), on(img))
+    pe = sincos_2d(4, 4, 128)
+    dist = torch.cdist(pe, pe) + torch.eye(16) * 1e9
+    assert pe.shape == (16, 128) and dist.min() > 0.1                          # every cell coded apart
+    d = config_to_dict(WorldModelConfig())
+    del d["und"]["image_positions"]                             # a config.json written before the field
+    assert config_from_dict(d).und.image_positions is False

@@ -240,3 +240,16 @@ def test_the_ema_forgets_the_starting_weights_in_a_short_run(tmp_path):
     moved = (lin.weight.detach() - w0).norm()
     assert moved > 1.0
     assert (res["ema"]["weight"] - lin.weight.detach()).norm() < 0.3 * moved
+
+
+def test_model_overrides_apply_on_a_starting_checkpoint_when_its_weights_fit():
+    from kairos_model.checkpoint import build_parts, load_checkpoint
+    from training.trainer import model_config
+    init_cfg, init_parts = load_checkpoint("artifacts/tiny_button_press")
+    r = recipe_from_dict({"name": "x", "init_from": "artifacts/tiny_button_press", "stages": [],
+                          "model": {"action_dim": 8, "und": {"image_positions": True}}})
+    cfg = model_config(r, (init_cfg, init_parts, {}))
+    assert cfg.und.image_positions and cfg.und.image_tokens == init_cfg.und.image_tokens
+    build_parts(cfg)["understanding"].load_state_dict(init_parts["understanding"].state_dict())
+    r2 = recipe_from_dict({"name": "x", "stages": [], "model": {"und": {"image_tokens": 9}}})
+    assert model_config(r2).und.image_tokens == 9 and model_config(r2).und.text_tokens == 4
