@@ -20,7 +20,7 @@ train-tiny: setup
 
 # The test suite, as CI runs it (slow tests included).
 test: setup
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --durations=30
 
 test-fast: setup
 	$(PY) -m pytest -n 2 -m "not slow"

@@ -47,10 +47,10 @@ class OnnxEngine:
 
     def __init__(self, path: str, manifest: dict, cfg: WorldModelConfig, meta: dict, sampler_steps: int = 4,
                  cfg_scale: float = 1.0, seed: int = 0, providers: Optional[Sequence[str]] = None,
-                 threads: int = 0, quantized: bool = False):
+                 threads: int = 0, quantized: bool = False, spinning: bool = False):
         self.path, self.manifest, self.cfg, self.meta = path, manifest, cfg, meta
         self.sampler_steps, self.cfg_scale, self.seed = sampler_steps, cfg_scale, seed
-        self._open_sessions(providers, threads, quantized)
+        self._open_sessions(providers, threads, quantized, spinning)
         self.state_spec = [(s["name"], tuple(s["shape"]), s["dtype"]) for s in manifest["state"]]
         self.proprio = normalizer_from_meta(meta, "proprio", cfg.proprio_dim, path)
         self.actions = normalizer_from_meta(meta, "actions", cfg.action_dim, path)
@@ -59,7 +59,7 @@ class OnnxEngine:
         self.shift = flow.shape_shift_factor(cfg.video_tokens, cfg.future_frames, cfg.shift)
         self.reset()
 
-    def _open_sessions(self, providers, threads: int, quantized: bool) -> None:
+    def _open_sessions(self, providers, threads: int, quantized: bool, spinning: bool = True) -> None:
         ort = _ort()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
@@ -73,6 +73,8 @@ class OnnxEngine:
         if threads > 0:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
+        if not spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         quant = self.manifest.get("quantized", {}) if quantized else {}
         if quantized and not quant:

@@ -53,6 +53,28 @@ def test_torch_and_onnxruntime_agree_over_200_streaming_steps(exported_default):
     assert diffs[-50:].max() < 10 * diffs[:50].max() + 1e-5, (diffs[:50].max(), diffs[-50:].max())
 
 
+def test_onnx_worker_threads_do_not_spin_unless_asked(exported_default):
+    """The engine's five sessions each own a thread pool; spinning workers of one would take the cores
+    from the next (and from the ROS executor), so spinning is off unless asked for, and either way the
+    chunk is the same."""
+    path, _ = exported_default
+    key = "session.intra_op.allow_spinning"
+
+    def spinning(sess):                  # onnxruntime's default when the entry is absent: spin
+        try:
+            return sess.get_session_options().get_session_config_entry(key) != "0"
+        except RuntimeError:
+            return True
+
+    quiet = load_engine(path, backend="onnx", sampler_steps=2, threads=2).engine
+    assert not any(spinning(s) for s in quiet.sessions.values())
+    from kairos_model.backends.onnx_engine import OnnxEngine
+    spin = OnnxEngine.from_artifact(path, sampler_steps=2, threads=2, spinning=True)
+    assert all(spinning(s) for s in spin.sessions.values())
+    for obs in observations(3, seed=2):
+        np.testing.assert_allclose(quiet.step(obs).actions, spin.step(obs).actions, atol=1e-6)
+
+
 def test_memory_only_ticks_imagined_frames_and_guidance_agree(exported_default):
     path, _ = exported_default
     t = load_engine(path, backend="torch", sampler_steps=2, cfg_scale=2.0).engine
