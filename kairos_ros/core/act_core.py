@@ -32,7 +32,9 @@ class ActConfig:
     'execute_then_replan' or 'temporal_ensemble'. image_max_age_s / joints_max_age_s: staleness
     limits. lower / upper / max_velocity: joint limits in the robot's order. instruction: the
     initial task. sync_tolerance_s: the camera frame is paired with the joint state whose header
-    stamp is nearest to its own; farther apart than this, the node holds (0: use the newest)."""
+    stamp is nearest to its own; farther apart than this, the node holds (0: use the newest). A frame
+    newer than every joint state (its joint state is still in flight on the other topic) waits up to
+    one control period before that counts: meanwhile the tick runs on the chunk and memory it has."""
     joint_names: List[str]
     lower: List[float]
     upper: List[float]
@@ -149,6 +151,17 @@ class ActCore:
         stamp, joints = min(self.joint_history, key=lambda h: abs(h[0] - self.image_header))
         return joints, abs(stamp - self.image_header)
 
+    def joints_in_flight(self, now: float) -> bool:
+        """True when the current frame has no joint state within sync_tolerance_s yet but was taken
+        after every joint state received and arrived less than one control period ago: camera and
+        joints come on separate topics, so its own joint state is most likely still on the way."""
+        if self.cfg.sync_tolerance_s <= 0 or self.image_header is None or not self.joint_history:
+            return False
+        _, gap = self.paired_joints()
+        newest = max(h[0] for h in self.joint_history)
+        return (gap > self.cfg.sync_tolerance_s and newest < self.image_header
+                and now - self.image_stamp < self.cfg.step_duration)
+
     def set_instruction(self, text: str) -> None:
         self.instruction = text
 
@@ -177,7 +190,7 @@ class ActCore:
         if not self.instruction:
             return "no instruction set"
         joints, gap = self.paired_joints()
-        if gap > self.cfg.sync_tolerance_s:
+        if gap > self.cfg.sync_tolerance_s and not self.joints_in_flight(now):
             return (f"camera frame and nearest joint state are {gap:.3f} s apart "
                     f"(sync_tolerance_s {self.cfg.sync_tolerance_s})")
         if joints is not self.joints:          # pairing chose an older state: it must be usable too
@@ -214,11 +227,16 @@ class ActCore:
         if fault:
             return self._hold(fault)
         new_frame = self.image_seq != self.used_seq
+        in_flight = new_frame and self.joints_in_flight(now)
+        if in_flight:                        # take this frame next tick, with its own joint state
+            if self.used_seq is None or self.tick_index == 0:
+                return self._hold("waiting for the joint state that goes with the camera frame")
+            new_frame = False
         if not new_frame and self.used_seq is not None and self.tick_index == 0:
             return self._hold("waiting for the first camera frame after the reset")
         cur = self.current_position()
         pred = None
-        names, pos = self.paired_joints()[0]
+        names, pos = self.joints if in_flight else self.paired_joints()[0]
         obs = Observation(self.image, reorder(names, pos, self.cfg.model_joint_names), self.instruction)
         need = self.strategy.needs_chunk(self.tick_index)
         kw = {}
@@ -233,7 +251,8 @@ class ActCore:
                 pred = self.engine.step(obs, sample=need, **kw)
         except Exception as e:               # a backend failure must not take the robot down
             return self._hold(f"backend error: {type(e).__name__}: {e}")
-        self.used_seq = self.image_seq
+        if not in_flight:
+            self.used_seq = self.image_seq
         if need:
             chunk = pred.actions[:, [self.cfg.model_joint_names.index(n) for n in self.cfg.joint_names]]
             if not np.isfinite(chunk).all():

@@ -119,9 +119,28 @@ def test_frames_pair_with_the_joint_state_nearest_in_time(engine):
     joints, gap = c.paired_joints()
     assert joints[1] == [0.20] * 7 and abs(gap - 0.01) < 1e-9
     assert c.tick(10.2).kind == "trajectory"
-    c.set_image(img, 10.2, header_stamp=10.40)                # 0.2 s after the newest joint state
-    r = c.tick(10.2)
+    c.set_image(img, 10.3, header_stamp=10.30)                # its joint state is still in flight:
+    steps = c.engine.steps
+    r = c.tick(10.3)                                          # the tick runs on the chunk it has and
+    assert r.kind == "trajectory" and c.engine.steps == steps  # keeps the frame for later
+    c.set_joints(MODEL, [0.40] * 7, 10.32, header_stamp=10.30)
+    r = c.tick(10.4)                                          # now the pair is complete: one update
+    assert r.kind == "trajectory" and c.engine.steps == steps + 1
+    c.set_image(img, 10.5, header_stamp=10.60)                # 0.3 s after the newest joint state
+    assert c.tick(10.55).kind == "trajectory"                 # arrived 0.05 s ago: may be in flight
+    r = c.tick(10.65)                                         # a control period later it is not
     assert r.kind == "hold" and "apart" in r.reason
+
+
+def test_a_first_frame_waits_for_its_joint_state(engine):
+    c = core(engine, sync_tolerance_s=0.05)
+    img = np.full((64, 64, 3), 100, np.uint8)
+    c.set_joints(MODEL, [0.1] * 7, 5.0, header_stamp=5.0)
+    c.set_image(img, 5.1, header_stamp=5.1)
+    r = c.tick(5.12)
+    assert r.kind == "hold" and "waiting for the joint state" in r.reason
+    c.set_joints(MODEL, [0.1] * 7, 5.13, header_stamp=5.1)
+    assert c.tick(5.15).kind == "trajectory"
 
 
 def test_real_time_chunking_joins_chunks_without_a_jump(engine):
