@@ -65,7 +65,8 @@ PARAMETERS = {
     "trajectory_topic": ("joint_trajectory_controller/joint_trajectory", "trajectory_msgs/JointTrajectory output"),
     "forward_topic": ("forward_position_controller/commands", "std_msgs/Float64MultiArray output"),
     "diagnostics_period_s": (1.0, "diagnostics publishing period"),
-    "sync_tolerance_s": (0.05, "pair camera and joints by header stamp within this (0: newest of each)"),
+    "sync_tolerance_s": (0.05, "pair camera and joints by header stamp within this (0: newest of each); a frame "
+                         "newer than every joint state waits one control period for its own"),
     "camera_transport": ("raw", "raw (sensor_msgs/Image on camera_topic) | compressed (CompressedImage on camera_topic/compressed)"),
     "inference_threads": (0, "intra-op threads for inference, torch or onnxruntime (0: the library's default); "
                              "1 is often fastest for small models"),
