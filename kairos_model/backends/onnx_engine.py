@@ -59,7 +59,7 @@ class OnnxEngine:
         self.shift = flow.shape_shift_factor(cfg.video_tokens, cfg.future_frames, cfg.shift)
         self.reset()
 
-    def _open_sessions(self, providers, threads: int, quantized: bool, spinning: bool = True) -> None:
+    def _open_sessions(self, providers, threads: int, quantized: bool, spinning: bool = False) -> None:
         ort = _ort()
         if providers is None:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]

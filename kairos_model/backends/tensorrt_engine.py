@@ -135,7 +135,8 @@ class TensorRTEngine(OnnxEngine):
         self.precision = precision
         super().__init__(path, manifest, cfg, meta, sampler_steps=sampler_steps, cfg_scale=cfg_scale, seed=seed)
 
-    def _open_sessions(self, providers, threads, quantized) -> None:
+    def _open_sessions(self, providers, threads, quantized, spinning: bool = False) -> None:
+        """TensorRT engines instead of onnxruntime sessions (threads and spinning do not apply)."""
         trt = _trt()
         paths = build_engines(self.path, self.precision)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))

@@ -75,6 +75,16 @@ def test_onnx_worker_threads_do_not_spin_unless_asked(exported_default):
         np.testing.assert_allclose(quiet.step(obs).actions, spin.step(obs).actions, atol=1e-6)
 
 
+def test_the_tensorrt_engine_opens_its_graphs_the_way_the_onnx_engine_calls_it():
+    """TensorRTEngine replaces only how graphs open and run; its override must take what
+    OnnxEngine.__init__ passes (checked here without a GPU; the engines themselves need CUDA)."""
+    import inspect
+    from kairos_model.backends.onnx_engine import OnnxEngine
+    from kairos_model.backends.tensorrt_engine import TensorRTEngine
+    base = list(inspect.signature(OnnxEngine._open_sessions).parameters)
+    assert list(inspect.signature(TensorRTEngine._open_sessions).parameters) == base
+
+
 def test_memory_only_ticks_imagined_frames_and_guidance_agree(exported_default):
     path, _ = exported_default
     t = load_engine(path, backend="torch", sampler_steps=2, cfg_scale=2.0).engine
