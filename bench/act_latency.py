@@ -39,13 +39,15 @@ def build(args):
         exported = ensure_exported(args.artifact) if set(args.backends) - {"torch", "onnx-int8"} else None
         int8 = ensure_exported(args.artifact, quantize=("int8",)) if "onnx-int8" in args.backends else None
         where = {"torch": args.artifact, "onnx-int8": int8}
+        from kairos_model.backends.onnx_engine import OnnxEngine
         engines = []
         for b, t, _ in keys:
-            eng = load_engine(where.get(b, exported), backend=b.split("-")[0], sampler_steps=args.sampler_steps,
-                              threads=t, quantized=b == "onnx-int8").engine
             if b == "onnx-spin":            # onnxruntime's own default: worker threads spin between runs
-                eng._open_sessions(eng.providers, t, False, spinning=True)
-            engines.append(eng)
+                engines.append(OnnxEngine.from_artifact(exported, sampler_steps=args.sampler_steps, threads=t,
+                                                        spinning=True))
+                continue
+            engines.append(load_engine(where.get(b, exported), backend=b.split("-")[0], threads=t,
+                                       sampler_steps=args.sampler_steps, quantized=b == "onnx-int8").engine)
         return keys, engines
     if args.backends != ["torch"]:
         raise SystemExit("the onnx/tensorrt backends need --artifact (an untrained preset is torch only)")

@@ -155,12 +155,11 @@ class ActCore:
         """True when the current frame has no joint state within sync_tolerance_s yet but was taken
         after every joint state received and arrived less than one control period ago: camera and
         joints come on separate topics, so its own joint state is most likely still on the way."""
-        if self.cfg.sync_tolerance_s <= 0 or self.image_header is None or not self.joint_history:
+        if (self.cfg.sync_tolerance_s <= 0 or self.image_header is None or not self.joint_history
+                or now - self.image_stamp >= self.cfg.step_duration):
             return False
-        _, gap = self.paired_joints()
-        newest = max(h[0] for h in self.joint_history)
-        return (gap > self.cfg.sync_tolerance_s and newest < self.image_header
-                and now - self.image_stamp < self.cfg.step_duration)
+        newest = max(h[0] for h in self.joint_history)      # every joint state is older: none is near
+        return self.image_header - newest > self.cfg.sync_tolerance_s
 
     def set_instruction(self, text: str) -> None:
         self.instruction = text
