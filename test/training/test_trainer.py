@@ -154,6 +154,7 @@ def test_stage1_frames_figure_matches_the_stage1_metric(tmp_path):
     assert abs(m["next_frame_psnr_db"] - metrics["next_frame_psnr_db"]) < 1e-6
     assert abs(psnr(frames["predicted"], frames["target"]) - m["next_frame_psnr_db"]) < 1e-6
     assert abs(psnr(frames["last"], frames["target"]) - m["copy_last_psnr_db"]) < 1e-6
+    assert abs(psnr(frames["predicted_mean"], frames["target"]) - m["next_frame_mean_psnr_db"]) < 1e-6
 
 
 def test_a_model_acts_at_the_rate_of_its_demonstrations():
@@ -253,3 +254,22 @@ def test_model_overrides_apply_on_a_starting_checkpoint_when_its_weights_fit():
     build_parts(cfg)["understanding"].load_state_dict(init_parts["understanding"].state_dict())
     r2 = recipe_from_dict({"name": "x", "stages": [], "model": {"und": {"image_tokens": 9}}})
     assert model_config(r2).und.image_tokens == 9 and model_config(r2).und.text_tokens == 4
+
+
+def test_stage_overrides_set_one_stage_and_refuse_what_is_not_there():
+    """--stage-set III.steps=648 III.minutes=null: the ablation's step count, on that stage only."""
+    from training.trainer import apply_stage_overrides
+    recipe = load_recipe("training/recipes/tiny.yaml")
+    before = {st.name: (st.steps, st.minutes) for st in recipe.stages}
+    apply_stage_overrides(recipe, ["III.steps=648", "III.minutes=null"])
+    after = {st.name: (st.steps, st.minutes) for st in recipe.stages}
+    assert after["III"] == (648, None)
+    assert after["I"] == before["I"] and after["II"] == before["II"]
+    with pytest.raises(ValueError, match="no stage 'IV'"):
+        apply_stage_overrides(recipe, ["IV.steps=1"])
+    with pytest.raises(ValueError, match="no settable key 'stepz'"):
+        apply_stage_overrides(recipe, ["III.stepz=1"])
+    with pytest.raises(ValueError, match="STAGE.KEY=VALUE"):
+        apply_stage_overrides(recipe, ["steps=1"])
+    with pytest.raises(ValueError, match="objective must be"):
+        apply_stage_overrides(recipe, ["I.objective=actions"])

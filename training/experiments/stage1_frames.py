@@ -1,5 +1,6 @@
 """Stage I as pictures: held-out synthetic physics clips, the last context frame, the true next frame,
-the world model's predicted next frame and copy-last through the VAE, one row per clip, with each
+the world model's predicted next frame (a sample, and its conditional mean: one step from noise) and
+copy-last through the VAE, one row per clip, with each
 row's PSNR against the true frame (the same clips and sampler as the trainer's stage I metric).
 
     python -m training.experiments.stage1_frames --artifact runs/stage1_sharp/artifact \\
@@ -34,8 +35,8 @@ def main(argv=None):
     frames: dict = {}
     with torch.no_grad():
         metrics = eval_next_frame(tr, 64, frames_out=frames)
-    cols = [("last context frame", "last"), ("true next frame", "target"), ("predicted next frame", "predicted"),
-            ("last frame via the VAE", "last_via_vae")]
+    cols = [("last context frame", "last"), ("true next frame", "target"), ("predicted (sample)", "predicted"),
+            ("predicted (mean)", "predicted_mean"), ("last frame via the VAE", "last_via_vae")]
     fig, axes = plt.subplots(a.rows, len(cols), figsize=(2.2 * len(cols), 2.3 * a.rows))
     for r in range(a.rows):
         for c, (title, key) in enumerate(cols):
@@ -47,7 +48,8 @@ def main(argv=None):
             if key != "target":
                 label += f"\n{psnr(frames[key][r:r + 1], frames['target'][r:r + 1]):.1f} dB"
             ax.set_title(label, fontsize=8)
-    fig.suptitle(f"stage I, held-out physics: predicted {metrics['next_frame_psnr_db']:.2f} dB vs copy-last "
+    fig.suptitle(f"stage I, held-out physics: predicted {metrics['next_frame_psnr_db']:.2f} dB (sample), "
+                 f"{metrics['next_frame_mean_psnr_db']:.2f} dB (mean) vs copy-last "
                  f"{metrics['copy_last_psnr_db']:.2f} dB (16 clips)", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
