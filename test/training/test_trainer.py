@@ -50,11 +50,14 @@ def test_recipe_rejects_unknown_keys_and_bad_objectives():
 
 
 def test_the_shipped_recipes_parse():
-    for f in ("training/recipes/tiny.yaml", "training/recipes/tiny_stage1.yaml", "training/recipes/mt10.yaml"):
+    for f in ("training/recipes/tiny.yaml", "training/recipes/tiny_stage1.yaml", "training/recipes/tiny_10demos.yaml",
+              "training/recipes/mt10.yaml"):
         r = load_recipe(f)
         assert [s.name for s in r.stages] == ["I", "II", "III"]
         assert r.stages[-1].objective == "video+action"
     assert load_recipe("training/recipes/tiny_stage1.yaml").vae.per_frame
+    few = load_recipe("training/recipes/tiny_10demos.yaml")     # the few-demonstration ablation
+    assert few.vae.per_frame and few.stages[-1].sources[0].episodes == 10
     for f in ("training/recipes/stage1_physics_cpu.yaml", "training/recipes/stage1_sharp_cpu.yaml"):
         r = load_recipe(f)                                        # the VAE and stage I only
         assert r.vae.per_frame and [s.name for s in r.stages] == ["I"] and r.stages[0].objective == "video"
