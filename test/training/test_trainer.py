@@ -276,3 +276,18 @@ def test_stage_overrides_set_one_stage_and_refuse_what_is_not_there():
         apply_stage_overrides(recipe, ["steps=1"])
     with pytest.raises(ValueError, match="objective must be"):
         apply_stage_overrides(recipe, ["I.objective=actions"])
+
+
+def test_vae_budget_experiment_trains_and_reports_its_heldout_psnr(tmp_path):
+    """training/experiments/vae_budget.py (the README's 5-minute VAE figures), a few seconds of it."""
+    from training.experiments.vae_budget import main as vae_budget
+    d = yaml.safe_load(open("training/recipes/tiny.yaml"))
+    d["vae"]["sources"] = [{"kind": "synthetic_physics", "weight": 1}]       # no simulator collection
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(d))
+    out = vae_budget(["--recipe", str(recipe), "--data-out", str(tmp_path), "--minutes", "0.05",
+                      "--threads", "1", "--name", "t"])
+    assert out["steps"] > 0 and out["parameters"] > 100_000
+    assert 5 < out["heldout_psnr_db"] < 40
+    with open(tmp_path / "t.json") as f:
+        assert json.load(f)["heldout_psnr_db"] == out["heldout_psnr_db"]
