@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -148,8 +148,20 @@ def recipe_from_dict(d: Dict[str, Any]) -> RecipeConfig:
     return RecipeConfig(**d)
 
 
-def load_recipe(path: str, overrides: Optional[Dict[str, Any]] = None) -> RecipeConfig:
+def load_recipe(path: str, overrides: Optional[Dict[str, Any]] = None,
+                stage_overrides: Sequence[str] = ()) -> RecipeConfig:
+    """overrides: top-level keys. stage_overrides: "STAGE.KEY=YAML" strings (e.g. "III.steps=300"),
+    each setting one key of the named stage before the recipe is built and checked."""
     with open(path) as f:
         d = yaml.safe_load(f)
     d.update(overrides or {})
+    stages = {s.get("name"): s for s in d.get("stages", []) if isinstance(s, dict)}
+    for item in stage_overrides:
+        key, sep, value = item.partition("=")
+        stage, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"a stage override is STAGE.KEY=VALUE, got {item!r}")
+        if stage not in stages:
+            raise ValueError(f"stage override {item!r}: no stage {stage!r} in the recipe (stages: {sorted(stages)})")
+        stages[stage][name] = yaml.safe_load(value)
     return recipe_from_dict(d)

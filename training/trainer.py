@@ -371,8 +371,8 @@ def eval_next_frame(tr: WorldModelTrainable, size: int, clips: int = 16, context
     """Stage I metric: PSNR of the predicted next frame (decoded) vs copying the last frame, on held-out
     synthetic physics clips (a seed never trained on). Two predictions: a sample (`steps` Euler steps
     from noise, what a rollout draws) and the model's conditional mean (one step from pure noise: the
-    velocity at sigma = 1 points at E[x | context], the prediction that minimises the expected squared
-    error, so the one PSNR, an MSE measure, rewards). frames_out (a dict) receives the frames
+    velocity at sigma = 1 points at E[x | context], the prediction with the least expected squared
+    error, which is what PSNR, an MSE measure, rewards). frames_out (a dict) receives the frames
     compared, each [clips, 3, H, W] in [0, 1]: last, target, predicted, predicted_mean, last_via_vae,
     target_via_vae."""
     from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
@@ -426,6 +426,19 @@ def eval_actions(tr: WorldModelTrainable, episodes, norm: Normalization, size: i
 
 
 # -- the run --------------------------------------------------------------------------------------------
+def vae_loss_fn(vae: nn.Module, mix: Mixture, batch: int, per_frame: bool, seed: int, D: Dist) -> Callable:
+    """The VAE's train_loop loss: `batch` 5-frame clips from `mix` per step (split into single frames
+    when per_frame), reconstruction + KL."""
+    def vae_loss(model, step, micro):
+        rng, gen = _rng(seed, D.rank, 0, step, micro)
+        x = mix.sample(rng, batch, 5).frames.to(D.device)       # [B, 5, 3, S, S]
+        if per_frame:
+            x = x.flatten(0, 1).unsqueeze(1)                      # [5B, 1, 3, S, S]
+        loss, parts = vae.loss_from(x, *model(x, gen))          # forward through the DDP wrapper
+        return loss, {"mse": parts["mse"]}
+    return vae_loss
+
+
 def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) -> float:
     vdir = os.path.join(recipe.out, "vae")
     final = os.path.join(vdir, "vae.safetensors")
@@ -439,16 +452,7 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         srcs = [build_source(s, recipe, cfg, 64, norm_dummy, D, cache) for s in vc.sources]
         mix = Mixture(srcs, [s.weight for s in vc.sources])
 
-        def vae_loss(model, step, micro):
-            rng, gen = _rng(recipe.seed, D.rank, 0, step, micro)
-            b = mix.sample(rng, vc.batch, 5)
-            x = b.frames.to(D.device)                            # [B, 5, 3, S, S]
-            if vc.per_frame:
-                x = x.flatten(0, 1).unsqueeze(1)                   # [5B, 1, 3, S, S]
-            loss, parts = vae.loss_from(x, *model(x, gen))       # forward through the DDP wrapper
-            return loss, {"mse": parts["mse"]}
-
-        res = train_loop("vae", vae, vae_loss, vc.steps, vc.lr, 50, vdir, D, ema_decay=recipe.ema_decay,
+        res = train_loop("vae", vae, vae_loss_fn(vae, mix, vc.batch, vc.per_frame, recipe.seed, D), vc.steps, vc.lr, 50, vdir, D, ema_decay=recipe.ema_decay,
                          checkpoint_every=recipe.checkpoint_every, samples_per_step=vc.batch, fsdp=False,
                          stop_after=args.stop_after if args.stop_stage == "vae" else None)
         if D.main:
@@ -651,27 +655,6 @@ def _print_metrics(m: dict) -> None:
               f" mean-action baseline {a['mean_action_mae_rad']:.4f} rad")
 
 
-def apply_stage_overrides(recipe: RecipeConfig, items: List[str]) -> None:
-    """items: "STAGE.KEY=YAML" strings; each sets one field of the named stage, checked like the recipe."""
-    import dataclasses
-    import yaml
-    by_name = {st.name: st for st in recipe.stages}
-    for item in items:
-        key, sep, value = item.partition("=")
-        stage, dot, field_name = key.partition(".")
-        if not sep or not dot:
-            raise ValueError(f"--stage-set takes STAGE.KEY=VALUE, got {item!r}")
-        if stage not in by_name:
-            raise ValueError(f"--stage-set {item!r}: no stage {stage!r} in the recipe (stages: {sorted(by_name)})")
-        st = by_name[stage]
-        names = {f.name for f in dataclasses.fields(st)}
-        if field_name not in names or field_name == "sources":
-            raise ValueError(f"--stage-set {item!r}: a stage has no settable key {field_name!r} "
-                             f"(keys: {sorted(names - {'sources'})})")
-        setattr(st, field_name, yaml.safe_load(value))
-        st.__post_init__()                                   # the stage's own checks, as when loaded
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kairos train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -694,8 +677,7 @@ def main(argv=None) -> int:
     over = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.out:
         over["out"] = args.out
-    recipe = load_recipe(args.recipe, over)
-    apply_stage_overrides(recipe, args.stage_set)
+    recipe = load_recipe(args.recipe, over, args.stage_set)
     if args.data:
         for st in recipe.stages:
             for s in st.sources:

@@ -260,22 +260,20 @@ def test_model_overrides_apply_on_a_starting_checkpoint_when_its_weights_fit():
 
 
 def test_stage_overrides_set_one_stage_and_refuse_what_is_not_there():
-    """--stage-set III.steps=648 III.minutes=null: the ablation's step count, on that stage only."""
-    from training.trainer import apply_stage_overrides
-    recipe = load_recipe("training/recipes/tiny.yaml")
-    before = {st.name: (st.steps, st.minutes) for st in recipe.stages}
-    apply_stage_overrides(recipe, ["III.steps=648", "III.minutes=null"])
-    after = {st.name: (st.steps, st.minutes) for st in recipe.stages}
-    assert after["III"] == (648, None)
-    assert after["I"] == before["I"] and after["II"] == before["II"]
+    """--stage-set III.steps=648 III.minutes=null: the ablation's step count, on that stage only,
+    checked as the recipe file is."""
+    plain = load_recipe("training/recipes/tiny.yaml")
+    recipe = load_recipe("training/recipes/tiny.yaml", None, ["III.steps=648", "III.minutes=null"])
+    assert (recipe.stages[2].steps, recipe.stages[2].minutes) == (648, None)
+    assert recipe.stages[:2] == plain.stages[:2] and recipe.stages[2].sources == plain.stages[2].sources
     with pytest.raises(ValueError, match="no stage 'IV'"):
-        apply_stage_overrides(recipe, ["IV.steps=1"])
-    with pytest.raises(ValueError, match="no settable key 'stepz'"):
-        apply_stage_overrides(recipe, ["III.stepz=1"])
+        load_recipe("training/recipes/tiny.yaml", None, ["IV.steps=1"])
+    with pytest.raises(ValueError, match=r"unknown keys \['stepz'\] in recipe.stages\[2\]"):
+        load_recipe("training/recipes/tiny.yaml", None, ["III.stepz=1"])
     with pytest.raises(ValueError, match="STAGE.KEY=VALUE"):
-        apply_stage_overrides(recipe, ["steps=1"])
+        load_recipe("training/recipes/tiny.yaml", None, ["steps=1"])
     with pytest.raises(ValueError, match="objective must be"):
-        apply_stage_overrides(recipe, ["I.objective=actions"])
+        load_recipe("training/recipes/tiny.yaml", None, ["I.objective=actions"])
 
 
 def test_vae_budget_experiment_trains_and_reports_its_heldout_psnr(tmp_path):

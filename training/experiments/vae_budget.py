@@ -1,8 +1,9 @@
 """The VAE on a wall-clock budget: how sharp does the tiny VAE get in N minutes of this CPU, per
 learning rate, batch and width? Held-out metric: PSNR of the reconstruction of 16 held-out synthetic
-physics frames (the frames stage I's metric predicts; its "VAE ceiling"). Trained per frame on the
-VAE mixture of a recipe (synthetic physics + expert video, collected on first use), AdamW with
-warm-up and cosine decay over the budget, EMA weights evaluated, as the trainer does.
+physics frames (the frames stage I's metric predicts: its "VAE ceiling"). Trained per frame on the
+VAE sources of a recipe (synthetic physics + expert video, collected on first use) by the trainer's
+own loop (`train_loop` with a time budget: warm-up, cosine decay over the budget, EMA weights, which
+are evaluated).
 
     python -m training.experiments.vae_budget --minutes 5 --lr 2e-3 --batch 4 --threads 1 --name b4
     python -m training.experiments.vae_budget --minutes 5 --base-channels 32 --max-channels 128 --name wide
@@ -11,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import time
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -31,12 +31,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--base-channels", type=int, default=16)
     ap.add_argument("--max-channels", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-steps", type=int, default=100_000,
+                    help="an upper bound for the progress bar; the time budget ends the run long before")
     a = ap.parse_args(argv)
     from kairos_model.vae import VAE_PRESETS, VideoVAE, psnr
     from training.data.sources import Mixture
     from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
     from training.recipe import load_recipe
-    from training.trainer import Dist, Normalization, _rng, build_source, model_config
+    from training.trainer import Dist, Normalization, build_source, model_config, train_loop, vae_loss_fn
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -47,48 +49,27 @@ def main(argv=None) -> dict:
     srcs = [build_source(s, recipe, cfg, 64, norm, D, {}) for s in recipe.vae.sources]
     mix = Mixture(srcs, [s.weight for s in recipe.vae.sources])
     vc = replace(VAE_PRESETS[cfg.vae], base_channels=a.base_channels, max_channels=a.max_channels)
-    vae, shadow = VideoVAE(vc), VideoVAE(vc).eval()
-    opt = torch.optim.AdamW(vae.parameters(), lr=a.lr, weight_decay=0.0)
-    ema = {k: v.detach().clone() for k, v in vae.state_dict().items()}
+    vae = VideoVAE(vc)
+    ckpt = os.path.join(a.data_out, f"vae_budget_{a.name}")
+    shutil.rmtree(ckpt, ignore_errors=True)                 # a fresh run, not a resumed one
+    res = train_loop(f"vae {a.name}", vae, vae_loss_fn(vae, mix, a.batch, True, recipe.seed, D), a.max_steps, a.lr,
+                     50, ckpt, D, ema_decay=recipe.ema_decay, checkpoint_every=10 ** 9,
+                     samples_per_step=a.batch, max_seconds=a.minutes * 60)
+    vae.load_state_dict(res["ema"])
+    vae.eval()
     held, _ = SyntheticPhysicsVideo(PhysicsVideoConfig(size=64, frames=7), seed=999, length=16).batch(list(range(16)))
     held = held[:, 6:7]                                       # [16, 1, 3, 64, 64]: stage I's target frames
-
-    def evaluate() -> float:
-        shadow.load_state_dict(ema)
-        with torch.no_grad():
-            mu, _ = shadow.encode(held)
-            return psnr(shadow.decode(mu)[:, 0].clamp(0, 1), held[:, 0])
-
-    budget, t0, step, curve = a.minutes * 60, time.time(), 0, []
-    while time.time() - t0 < budget:
-        frac = (time.time() - t0) / budget
-        for g in opt.param_groups:
-            g["lr"] = a.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
-        rng, gen = _rng(0, 0, 0, step, 0)
-        x = mix.sample(rng, a.batch, 5).frames.flatten(0, 1).unsqueeze(1)     # [5B, 1, 3, 64, 64]
-        loss, _ = vae.loss_from(x, *vae(x, gen))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        d = min(0.995, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in vae.state_dict().items():
-                if v.is_floating_point():
-                    ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
-                else:
-                    ema[k].copy_(v)
-        step += 1
-        if step % 200 == 0:
-            curve.append((step, round(time.time() - t0, 1), evaluate()))
-            print(f"{a.name}: step {step}, {curve[-1][1]:.0f} s, held-out PSNR {curve[-1][2]:.2f} dB", flush=True)
+    with torch.no_grad():
+        mu, _ = vae.encode(held)
+        value = psnr(vae.decode(mu)[:, 0], held[:, 0])
     out = {"name": a.name, "minutes": a.minutes, "threads": a.threads, "lr": a.lr, "batch": a.batch,
            "base_channels": a.base_channels, "max_channels": a.max_channels,
-           "parameters": sum(p.numel() for p in vae.parameters()), "steps": step,
-           "heldout_psnr_db": evaluate(), "curve": curve}
+           "parameters": sum(p.numel() for p in vae.parameters()), "steps": res["steps"],
+           "heldout_psnr_db": value}
     os.makedirs(a.data_out, exist_ok=True)
     with open(os.path.join(a.data_out, f"{a.name}.json"), "w") as f:
         json.dump(out, f, indent=1)
-    print(json.dumps({k: v for k, v in out.items() if k != "curve"}))
+    print(json.dumps(out))
     return out
 
 
