@@ -76,6 +76,11 @@ def test_the_shipped_recipes_parse():
         assert r.init_from == load_recipe("training/recipes/stage1_sharp_cpu.yaml").out + "/artifact"
         assert [s.objective for s in r.stages] == ["video", "video+action"]
         assert all(len(s.sources[0].tasks) == 10 for s in r.stages)
+    r = load_recipe("training/recipes/mt10_cpu_10demos_videos.yaml")   # II on 40 videos, III on 10 demos' actions
+    assert [s.name for s in r.stages] == ["II", "III"] and r.renormalize
+    assert r.init_from == "artifacts/tiny_button_press"
+    assert [(s.objective, s.sources[0].episodes, s.sources[0].actions) for s in r.stages] == [
+        ("video", 40, False), ("video+action", 10, True)]
 
 
 @pytest.mark.slow
