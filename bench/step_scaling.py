@@ -77,7 +77,15 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.fast_steps < 1 or a.slow_steps <= a.fast_steps:
         raise SystemExit("need 1 <= --fast-steps < --slow-steps")
+    threads_before = torch.get_num_threads()      # torch's pool is global: give it back as found
     torch.set_num_threads(a.threads)
+    try:
+        return _run(a)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(a) -> int:
     from rich.console import Console
     from rich.table import Table
     steps = [a.slow_steps, a.fast_steps]
