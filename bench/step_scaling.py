@@ -27,30 +27,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def engines_for(label: str, steps_list, artifact=None):
-    """One torch engine per step count for a preset name (untrained) or an artifact path."""
+def engines_for(steps_list, preset=None, artifact=None):
+    """One torch engine per step count: of an untrained preset, or of a trained artifact."""
     from kairos_model.checkpoint import build_parts
     from kairos_model.engine import TorchEngine, load_engine
     from kairos_model.world_model import WorldModelConfig
     if artifact:
         return [load_engine(artifact, backend="torch", sampler_steps=s).engine for s in steps_list]
     torch.manual_seed(0)
-    parts = build_parts(WorldModelConfig.preset(label, action_dim=8, proprio_dim=8))
+    parts = build_parts(WorldModelConfig.preset(preset, action_dim=8, proprio_dim=8))
     return [TorchEngine(parts["world_model"], parts["vae"], parts["understanding"], sampler_steps=s)
             for s in steps_list]
 
 
-def measure(rows, rounds: int, warmup: int = 2):
-    """rows: [(label, steps, engine)] -> per row {latency_ms, fixed_ms, sampler_ms} medians, the rows'
-    steps interleaved round by round."""
+def measure(engines, rounds: int, warmup: int = 2):
+    """engines -> per engine {latency_ms, fixed_ms, sampler_ms}: medians of a sampling step, the
+    engines interleaved round by round."""
     from kairos_model.engine import Observation
     rng = np.random.default_rng(0)
-    lat = [[] for _ in rows]
-    fixed = [[] for _ in rows]
-    samp = [[] for _ in rows]
+    lat = [[] for _ in engines]
+    fixed = [[] for _ in engines]
+    samp = [[] for _ in engines]
     from tqdm import tqdm
     for i in tqdm(range(warmup + rounds), desc="step scaling", unit="round"):
-        for k, (_, _, eng) in enumerate(rows):
+        for k, eng in enumerate(engines):
             h, w = eng.image_size
             obs = Observation(rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
                               rng.normal(size=eng.cfg.proprio_dim) * 0.1, "press the button top down")
@@ -89,11 +89,10 @@ def _run(a) -> int:
     from rich.console import Console
     from rich.table import Table
     steps = [a.slow_steps, a.fast_steps]
-    models = [(f"{p} (untrained)", engines_for(p, steps)) for p in a.presets]
+    models = [(f"{p} (untrained)", engines_for(steps, preset=p)) for p in a.presets]
     if a.artifact:
-        models.append((a.artifact, engines_for(None, steps, a.artifact)))
-    rows = [(label, s, e) for label, engs in models for s, e in zip(steps, engs)]
-    res = measure(rows, a.rounds)
+        models.append((a.artifact, engines_for(steps, artifact=a.artifact)))
+    res = measure([e for _, engs in models for e in engs], a.rounds)   # per model: slow, fast
     table = Table(title=f"sampling control step, torch eager, {a.threads} threads, median of {a.rounds} rounds")
     for c in ("model", "image", "fixed part ms", "per sampler step ms", "fixed / step",
               f"step @{a.slow_steps} ms", f"step @{a.fast_steps} ms", "speed-up"):
