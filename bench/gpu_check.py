@@ -1,6 +1,9 @@
 """What only a CUDA GPU can show, in one run: the fla Triton kernels against the pure-torch reference,
 the committed model streaming on the GPU (fla) against the CPU (torch), the paper-scale `kairos_4b`
-preset streaming and taking a training step, and the trainer's bf16-autocast path.
+preset streaming and taking a training step, the trainer's bf16-autocast path, and how a control
+step's latency splits into a fixed part and a per-sampler-step part up to the paper's shape
+(`big_step_scaling`: issue 8's 40-vs-4 question where a CPU cannot time it; `bench/step_scaling.py`
+is its CPU counterpart over the deployed engine).
 
     python bench/gpu_check.py --out runs/gpu_check.json               # on a machine with CUDA
     python bench/gpu_check.py --sections gdn tiny_stream --device cpu  # what runs without one (smoke)
@@ -234,7 +237,59 @@ def big_train_step(device, a):
     return out
 
 
-SECTIONS = {"gdn": gdn, "tiny_stream": tiny_stream, "big_stream": big_stream, "big_train_step": big_train_step}
+def big_step_scaling(device, a):
+    """Issue 8's 40-vs-4 question at the model shapes a CPU cannot time: per preset (a.scaling_presets,
+    random weights, bf16 on the GPU), a streaming control step split into its fixed part (VAE encode +
+    understanding tokens + memory update) and its sampler part at S_fast and S_slow steps, the two step
+    counts interleaved round by round. per-step = (sampler_slow - sampler_fast) / (S_slow - S_fast);
+    speed-up = (fixed + sampler_slow) / (fixed + sampler_fast), the step latency ratio measured here."""
+    dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    fast, slow = a.fast_steps, a.slow_steps
+    out = {"dtype": str(dtype), "fast_steps": fast, "slow_steps": slow, "presets": {}}
+    for preset in a.scaling_presets:
+        cfg, parts, n = _build(preset, device, dtype)
+        wm, vae, und = (parts[k].eval() for k in ("world_model", "vae", "understanding"))
+        s = vae.cfg.spatial_down
+        H, W = cfg.latent_hw[0] * s, cfg.latent_hw[1] * s
+        state = wm.init_state(1, device=device, dtype=dtype)
+        gen = torch.Generator().manual_seed(0)
+        text = und.encode_text(["pick up the cup"])
+        rows = {fast: [], slow: []}
+        with torch.no_grad():
+            for r in range(2 + a.big_reps):
+                for steps in (fast, slow):
+                    sync(device)
+                    t0 = time.perf_counter()
+                    img = torch.rand(1, 3, H, W, device=device, dtype=dtype)
+                    z, _ = vae.encode(img.unsqueeze(1))
+                    u = torch.cat([text, und.encode_image(img)], 1).unsqueeze(1)
+                    proprio = torch.zeros(1, 1, cfg.proprio_dim, device=device, dtype=dtype)
+                    ctx, state = wm.encode_context(z, proprio, u, state)
+                    sync(device)
+                    t1 = time.perf_counter()
+                    wm.sample(ctx, torch.tensor([0]), steps=steps, generator=gen)
+                    sync(device)
+                    t2 = time.perf_counter()
+                    if r >= 2:
+                        rows[steps].append((1e3 * (t1 - t0), 1e3 * (t2 - t1)))
+        med = {k: (statistics.median(x for x, _ in v), statistics.median(y for _, y in v)) for k, v in rows.items()}
+        fixed = statistics.median([x for v in rows.values() for x, _ in v])
+        per_step = (med[slow][1] - med[fast][1]) / (slow - fast)
+        lat = {k: statistics.median(x + y for x, y in v) for k, v in rows.items()}
+        res = {"params_total": sum(n.values()), "camera": [H, W], "fixed_ms": fixed, "per_step_ms": per_step,
+               "fixed_over_step": fixed / per_step if per_step > 0 else None,
+               "latency_ms": {str(k): v for k, v in lat.items()}, "speedup": lat[slow] / lat[fast],
+               "rounds": a.big_reps}
+        out["presets"][preset] = res
+        print(json.dumps({preset: res}), flush=True)
+        del parts, wm, vae, und, state
+        if str(device).startswith("cuda"):
+            torch.cuda.empty_cache()
+    return out
+
+
+SECTIONS = {"gdn": gdn, "tiny_stream": tiny_stream, "big_stream": big_stream, "big_train_step": big_train_step,
+            "big_step_scaling": big_step_scaling}
 
 
 def main(argv=None):
@@ -247,6 +302,10 @@ def main(argv=None):
     ap.add_argument("--stream-steps", type=int, default=200)
     ap.add_argument("--big-reps", type=int, default=10)
     ap.add_argument("--train-reps", type=int, default=3)
+    ap.add_argument("--scaling-presets", nargs="+", default=["tiny", "small", "kairos_4b"],
+                    help="presets for big_step_scaling")
+    ap.add_argument("--fast-steps", type=int, default=4)
+    ap.add_argument("--slow-steps", type=int, default=40)
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     res = {"env": env(a.device)}
