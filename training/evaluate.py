@@ -34,6 +34,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
              progress: bool = True, backend: str = "torch", quantized: bool = False, camera: str = "corner2"):
     """camera: the simulator camera the policy sees; use the one its demonstrations were collected with.
+    Frames are rendered at the policy's input side (engine.image_size), not resized up to it.
     The control rate is the artifact's (its demonstrations' fps); max_steps None: a 4 s episode."""
     from kairos_model.engine import load_engine
     from kairos_ros.core.act_core import ActCore
@@ -58,7 +59,8 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     decode = getattr(engine, "decode_future", None)
     bar = tqdm(total=len(tasks) * episodes, desc="evaluate", unit="ep", disable=not progress)
     for task in tasks:
-        with MetaWorldSim(SimConfig(task=task, max_steps=max_steps, camera=camera, substeps=rate.substeps)) as sim:
+        with MetaWorldSim(SimConfig(task=task, max_steps=max_steps, camera=camera, substeps=rate.substeps,
+                                    image_size=int(engine.image_size[0]))) as sim:   # the policy's input side
             core = ActCore(act_config(sim, names, strategy, execution_horizon), engine)
             res = []
             for e in range(episodes):

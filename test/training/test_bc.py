@@ -107,3 +107,22 @@ def test_relative_bc_predicts_offsets_from_the_current_joints(tmp_path):
     a = eng.step(Observation(np.zeros((64, 64, 3), np.uint8), q, "move")).actions
     assert a.shape == (8, 2)
     np.testing.assert_allclose(a[0], q + 0.3, atol=0.15)
+
+
+def test_bc_at_a_larger_input_side_is_evaluated_on_frames_rendered_at_that_side(tmp_path):
+    """--image-size: the policy sees frames of that side, and evaluate() renders the simulator at the
+    policy's side (not at 64 px resized up, which would add no detail)."""
+    from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
+    from training.evaluate import evaluate
+    with MetaWorldSim(SimConfig(task="reach-v3", image_size=96)) as sim:
+        obs = sim.reset(0)
+        q = np.tile(obs.joints.astype(np.float32), (6, 1))
+        frames = np.stack([obs.image] * 6)
+    assert frames.shape[1:] == (96, 96, 3)
+    root = tmp_path / "ds"
+    with LeRobotWriter(str(root), fps=10, state_names=JOINT_NAMES, action_names=JOINT_NAMES) as w:
+        w.add(Episode({"observation.images.cam": frames}, q, q, "hold", success=True))
+    doc = train_bc(str(root), str(tmp_path / "bc"), minutes=0.02, joint_names=JOINT_NAMES, image_size=96)
+    assert doc["config"]["image_size"] == 96 and BCEngine(str(tmp_path / "bc")).image_size == (96, 96)
+    _, _, seen, _ = evaluate(str(tmp_path / "bc"), ["reach-v3"], 1, max_steps=3, progress=False)
+    assert all(f.shape == (96, 96, 3) for f in seen["reach-v3"]) and len(seen["reach-v3"]) == 4

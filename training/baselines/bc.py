@@ -149,9 +149,10 @@ class BCEngine:
 
 def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, lr: float = 1e-3,
              seed: int = 0, max_episodes: int = 0, horizon: int = 8, head: str = "avgpool",
-             channels: Optional[List[int]] = None, relative: bool = False, shift: int = 4) -> dict:
-    """Trains for `minutes` of wall clock. head / channels / relative: BCConfig's (channels None: its
-    default). shift: random-shift augmentation, the whole batch's frames rolled by up to this many
+             channels: Optional[List[int]] = None, relative: bool = False, shift: int = 4,
+             image_size: int = 64) -> dict:
+    """Trains for `minutes` of wall clock. head / channels / relative / image_size: BCConfig's
+    (channels None: its default; frames are resized to image_size, so collect at that size). shift: random-shift augmentation, the whole batch's frames rolled by up to this many
     pixels each way (0: off)."""
     from training.data.lerobot import JointMapping, LeRobotDataset
     from training.data.sources import EpisodeSource, Normalization
@@ -170,7 +171,7 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     instructions = sorted({e.task for e in eps})
     cfg = BCConfig(horizon=horizon, action_dim=len(joint_names), proprio_dim=len(joint_names),
                    joint_names=list(joint_names), instructions=instructions, head=head, control_hz=ds.fps,
-                   relative=relative,
+                   relative=relative, image_size=image_size,
                    **({"channels": list(channels)} if channels else {}))
     src = EpisodeSource(eps, cfg.image_size, horizon, norm, True)
     frames = torch.cat([f for f in src.frames])                                      # [N, 3, S, S]
@@ -229,9 +230,12 @@ def main(argv=None) -> int:
                     help="predict the chunk as offsets from the current joint positions")
     ap.add_argument("--shift", type=int, default=4,
                     help="random-shift augmentation: frames rolled by up to this many pixels (0: off)")
+    ap.add_argument("--image-size", type=int, default=64,
+                    help="input side (frames resized to it; collect with kairos collect --image-size alike)")
     args = ap.parse_args(argv)
     doc = train_bc(args.data, args.out, args.minutes, JOINT_NAMES, seed=args.seed, max_episodes=args.episodes,
-                   head=args.head, channels=args.channels, relative=args.relative, shift=args.shift)
+                   head=args.head, channels=args.channels, relative=args.relative, shift=args.shift,
+                   image_size=args.image_size)
     print(f"BC baseline: {doc['steps']} steps in {args.minutes} min on {doc['episodes']} episodes, final loss "
           f"{doc['final_loss']:.4f}; wrote {args.out}")
     return 0
