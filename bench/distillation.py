@@ -92,7 +92,15 @@ def main(argv=None) -> int:
     ap.add_argument("--data-root", default="runs/distill_tiny", help="where held-out episodes are collected once")
     ap.add_argument("--out", help="write the table as JSON")
     a = ap.parse_args(argv)
+    threads_before = torch.get_num_threads()      # torch's pool is global: give it back as found
     torch.set_num_threads(a.threads)
+    try:
+        return _run(a)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(a) -> int:
     from rich.console import Console
     from rich.table import Table
     from tqdm import tqdm
