@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
+from bench_util import torch_threads
+
 
 def build(args):
     """One engine per (backend, threads, history), so every stream really runs to its own history length.
@@ -74,11 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--decode-future", action="store_true", help="also decode the imagined frames each tick")
     ap.add_argument("--out", help="write the results as JSON")
     args = ap.parse_args(argv)
-    threads_before = torch.get_num_threads()
-    try:
+    with torch_threads():          # run() sets the pool per variant; it is given back as found
         return run(args)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def run(args) -> int:

@@ -25,6 +25,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench_util import torch_threads  # noqa: E402  (bench/ is on sys.path: run as a script or by the tests)
+
 
 def load_model(path):
     from kairos_model.checkpoint import load_checkpoint
@@ -92,12 +94,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-root", default="runs/distill_tiny", help="where held-out episodes are collected once")
     ap.add_argument("--out", help="write the table as JSON")
     a = ap.parse_args(argv)
-    threads_before = torch.get_num_threads()      # torch's pool is global: give it back as found
-    torch.set_num_threads(a.threads)
-    try:
+    with torch_threads(a.threads):
         return _run(a)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _run(a) -> int:

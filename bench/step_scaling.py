@@ -26,6 +26,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench_util import torch_threads  # noqa: E402  (bench/ is on sys.path: run as a script or by the tests)
+
 
 def engines_for(steps_list, preset=None, artifact=None):
     """One torch engine per step count: of an untrained preset, or of a trained artifact."""
@@ -77,12 +79,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.fast_steps < 1 or a.slow_steps <= a.fast_steps:
         raise SystemExit("need 1 <= --fast-steps < --slow-steps")
-    threads_before = torch.get_num_threads()      # torch's pool is global: give it back as found
-    torch.set_num_threads(a.threads)
-    try:
+    with torch_threads(a.threads):
         return _run(a)
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _run(a) -> int:

@@ -10,6 +10,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 def test_act_latency_bench_reports_each_thread_count_and_history(tmp_path, capsys):
     import act_latency
+    import torch
+    threads = torch.get_num_threads()
     out = tmp_path / "lat.json"
     assert act_latency.main(["--artifact", "", "--threads", "1", "2", "--histories", "0", "3", "--ticks", "2",
                              "--camera", "48", "64", "--out", str(out)]) == 0
@@ -21,3 +23,4 @@ def test_act_latency_bench_reports_each_thread_count_and_history(tmp_path, capsy
         assert r["state_mb"] > 0
     text = capsys.readouterr().out
     assert "torch 2t vs torch 1t" in text and "fastest: torch" in text
+    assert torch.get_num_threads() == threads          # the 2-thread variant does not leak into the worker
