@@ -104,12 +104,16 @@ def gdn(device, a):
 
 def tiny_stream(device, a):
     """The committed artifact, 200 streaming steps on `device` (fla on CUDA) and on the CPU (torch),
-    same observations and noise seed: action difference per step, and the step latency on `device`."""
+    same observations and noise seed: action difference per step, and the step latency on `device`;
+    on CUDA the engine's default (CUDA graphs) and its eager path, one after the other."""
     from backends import observations     # bench/backends.py: the same synthetic camera + joint stream
     from kairos_model.engine import load_engine
     engines = {"cpu": load_engine(a.artifact, sampler_steps=4, device="cpu").engine}
-    if str(device) != "cpu":
+    if str(device) != "cpu":     # the engine's default there (CUDA graphs on CUDA), and eager beside it
         engines[str(device)] = load_engine(a.artifact, sampler_steps=4, device=str(device)).engine
+        if engines[str(device)].cuda_graphs:
+            engines[f"{device}_eager"] = load_engine(a.artifact, sampler_steps=4, device=str(device),
+                                                     cuda_graphs=False).engine
     cfg = engines["cpu"].cfg
     obs = list(observations(a.stream_steps, cfg.proprio_dim, engines["cpu"].image_size[0]))
     acts, lat, stages = {}, {}, {}
@@ -128,11 +132,15 @@ def tiny_stream(device, a):
     for name in engines:
         L = lat[name][5:]
         out["latency"][name] = {"p50_ms": statistics.median(L), "p99_ms": float(np.percentile(L, 99))}
-    if len(engines) == 2:
+    if str(device) != "cpu":
         d = np.abs(np.stack(acts[str(device)]) - np.stack(acts["cpu"])).max(axis=(1, 2))   # per step
         out["action_diff_vs_cpu"] = {"max": float(d.max()), "first_50_max": float(d[:50].max()),
                                      "last_50_max": float(d[-50:].max())}
         out["speedup_vs_cpu_p50"] = out["latency"]["cpu"]["p50_ms"] / out["latency"][str(device)]["p50_ms"]
+    if f"{device}_eager" in engines:
+        d = np.abs(np.stack(acts[str(device)]) - np.stack(acts[f"{device}_eager"])).max()
+        out["graphs_vs_eager"] = {"max_action_diff": float(d), "speedup_p50": out["latency"][f"{device}_eager"]
+                                  ["p50_ms"] / out["latency"][str(device)]["p50_ms"]}
     print(json.dumps(out), flush=True)
     return out
 
@@ -237,52 +245,87 @@ def big_train_step(device, a):
     return out
 
 
+def _scaling_summary(rows, fast, slow, rounds):
+    """rows {steps: [(fixed_ms, sampler_ms), ...]} -> the section's figures for one way of running."""
+    med = {k: (statistics.median(x for x, _ in v), statistics.median(y for _, y in v)) for k, v in rows.items()}
+    fixed = statistics.median([x for v in rows.values() for x, _ in v])
+    per_step = (med[slow][1] - med[fast][1]) / (slow - fast)
+    lat = {k: statistics.median(x + y for x, y in v) for k, v in rows.items()}
+    return {"fixed_ms": fixed, "per_step_ms": per_step,
+            "fixed_over_step": fixed / per_step if per_step > 0 else None,
+            "latency_ms": {str(k): v for k, v in lat.items()}, "speedup": lat[slow] / lat[fast], "rounds": rounds}
+
+
 def big_step_scaling(device, a):
     """Issue 8's 40-vs-4 question at the model shapes a CPU cannot time: per preset (a.scaling_presets,
     random weights, bf16 on the GPU), a streaming control step split into its fixed part (VAE encode +
     understanding tokens + memory update) and its sampler part at S_fast and S_slow steps, the two step
     counts interleaved round by round. per-step = (sampler_slow - sampler_fast) / (S_slow - S_fast);
-    speed-up = (fixed + sampler_slow) / (fixed + sampler_fast), the step latency ratio measured here."""
+    speed-up = (fixed + sampler_slow) / (fixed + sampler_fast), the step latency ratio measured here.
+
+    On CUDA (unless --no-graphs) the same rounds also run the step as the engine runs it there: the
+    fixed part as one CUDA graph and each sampler step's network as another (kairos_model/cuda_graph.py),
+    interleaved with the eager rounds; reported under "cuda_graphs", with the largest action difference
+    between the two ways over the rounds (same inputs, same noise)."""
+    from kairos_model import cuda_graph
     dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     fast, slow = a.fast_steps, a.slow_steps
+    graphs = cuda_graph.graphs_supported(device) and not a.no_graphs
     out = {"dtype": str(dtype), "fast_steps": fast, "slow_steps": slow, "presets": {}}
     for preset in a.scaling_presets:
         cfg, parts, n = _build(preset, device, dtype)
         wm, vae, und = (parts[k].eval() for k in ("world_model", "vae", "understanding"))
         s = vae.cfg.spatial_down
         H, W = cfg.latent_hw[0] * s, cfg.latent_hw[1] * s
-        state = wm.init_state(1, device=device, dtype=dtype)
-        gen = torch.Generator().manual_seed(0)
+        modes = {"eager": {"state": wm.init_state(1, device=device, dtype=dtype)}}
         text = und.encode_text(["pick up the cup"])
-        rows = {fast: [], slow: []}
+        proprio = torch.zeros(1, 1, cfg.proprio_dim, device=device, dtype=dtype)
+        anchors = torch.tensor([0])
+        img0 = torch.rand(1, 3, H, W, device=device, dtype=dtype)
         with torch.no_grad():
+            if graphs:
+                st = wm.init_state(1, device=device, dtype=dtype)
+                t0 = time.perf_counter()
+                fixed_g = cuda_graph.GraphedFixedPart(wm, vae, und, img0, proprio, text, st)
+                vel_g = cuda_graph.GraphedVelocity(wm, fixed_g.ctx)
+                modes["cuda_graphs"] = {"fixed": fixed_g, "velocity": vel_g,
+                                        "capture_s": time.perf_counter() - t0}   # velocity: on first use
+            for m in modes.values():
+                m["rows"] = {fast: [], slow: []}
+            act_diff = 0.0
             for r in range(2 + a.big_reps):
                 for steps in (fast, slow):
-                    sync(device)
-                    t0 = time.perf_counter()
                     img = torch.rand(1, 3, H, W, device=device, dtype=dtype)
-                    z, _ = vae.encode(img.unsqueeze(1))
-                    u = torch.cat([text, und.encode_image(img)], 1).unsqueeze(1)
-                    proprio = torch.zeros(1, 1, cfg.proprio_dim, device=device, dtype=dtype)
-                    ctx, state = wm.encode_context(z, proprio, u, state)
-                    sync(device)
-                    t1 = time.perf_counter()
-                    wm.sample(ctx, torch.tensor([0]), steps=steps, generator=gen)
-                    sync(device)
-                    t2 = time.perf_counter()
-                    if r >= 2:
-                        rows[steps].append((1e3 * (t1 - t0), 1e3 * (t2 - t1)))
-        med = {k: (statistics.median(x for x, _ in v), statistics.median(y for _, y in v)) for k, v in rows.items()}
-        fixed = statistics.median([x for v in rows.values() for x, _ in v])
-        per_step = (med[slow][1] - med[fast][1]) / (slow - fast)
-        lat = {k: statistics.median(x + y for x, y in v) for k, v in rows.items()}
-        res = {"params_total": sum(n.values()), "camera": [H, W], "fixed_ms": fixed, "per_step_ms": per_step,
-               "fixed_over_step": fixed / per_step if per_step > 0 else None,
-               "latency_ms": {str(k): v for k, v in lat.items()}, "speedup": lat[slow] / lat[fast],
-               "rounds": a.big_reps}
+                    acts = {}
+                    for name, m in modes.items():
+                        gen = torch.Generator().manual_seed(r)
+                        sync(device)
+                        t0 = time.perf_counter()
+                        if name == "eager":
+                            ctx, m["state"] = cuda_graph.fixed_part(wm, vae, und, img, proprio, text, m["state"])
+                            vfn = None
+                        else:
+                            ctx, vfn = m["fixed"](img, proprio, text), m["velocity"]
+                        sync(device)
+                        t1 = time.perf_counter()
+                        _, acts[name] = wm.sample(ctx, anchors, steps=steps, generator=gen, velocity_fn=vfn)
+                        sync(device)
+                        t2 = time.perf_counter()
+                        if r >= 2:
+                            m["rows"][steps].append((1e3 * (t1 - t0), 1e3 * (t2 - t1)))
+                    if len(acts) == 2:
+                        act_diff = max(act_diff, (acts["eager"].float() - acts["cuda_graphs"].float()).abs().max().item())
+        res = {"params_total": sum(n.values()), "camera": [H, W],
+               **_scaling_summary(modes["eager"]["rows"], fast, slow, a.big_reps)}
+        if graphs:
+            res["cuda_graphs"] = {**_scaling_summary(modes["cuda_graphs"]["rows"], fast, slow, a.big_reps),
+                                  "max_action_diff_vs_eager": act_diff,
+                                  "fixed_capture_s": modes["cuda_graphs"]["capture_s"]}
+            for k in ("fixed_ms", "per_step_ms"):
+                res["cuda_graphs"][k.replace("_ms", "_eager_over_graphs")] = res[k] / res["cuda_graphs"][k]
         out["presets"][preset] = res
         print(json.dumps({preset: res}), flush=True)
-        del parts, wm, vae, und, state
+        del parts, wm, vae, und, modes
         if str(device).startswith("cuda"):
             torch.cuda.empty_cache()
     return out
@@ -306,6 +349,7 @@ def main(argv=None):
                     help="presets for big_step_scaling")
     ap.add_argument("--fast-steps", type=int, default=4)
     ap.add_argument("--slow-steps", type=int, default=40)
+    ap.add_argument("--no-graphs", action="store_true", help="big_step_scaling: eager only, also on CUDA")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     res = {"env": env(a.device)}

@@ -11,9 +11,15 @@ One control step:
 4. actions are de-normalised into the model's joint order; future latents are decoded on request.
 
 Timings of each stage are returned with the prediction (the act node reports them; bench/ reads them).
+
+On CUDA, steps 1-2 run as one CUDA graph and every sampler step's network as another
+(kairos_model/cuda_graph.py): at batch 1 they are launch-bound, and the graphs replay the same
+kernels without the host. Their timings then come as one stage, `fixed_graph`, instead of
+`vae_encode` + `memory_update`. `cuda_graphs=False` keeps the eager path (the reference).
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
@@ -21,11 +27,13 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
+from kairos_model import cuda_graph
 from kairos_model.memory.hybrid import HybridState
 from kairos_model.understanding import UnderstandingEncoder
 from kairos_model.vae import VideoVAE
 from kairos_model.world_model import KairosWorldModel
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class Normalizer:
@@ -112,7 +120,13 @@ class TorchEngine:
     def __init__(self, model: KairosWorldModel, vae: VideoVAE, und: UnderstandingEncoder,
                  sampler_steps: int = 4, cfg_scale: float = 1.0, proprio: Optional[Normalizer] = None,
                  actions: Optional[Normalizer] = None, seed: int = 0, device: str = "cpu",
-                 latent_scale: float = 1.0):
+                 latent_scale: float = 1.0, cuda_graphs: Optional[bool] = None):
+        """cuda_graphs: None = on CUDA yes, elsewhere no; True on a device without CUDA is an error."""
+        if cuda_graphs and not cuda_graph.graphs_supported(device):
+            raise ValueError(f"cuda_graphs=True needs a CUDA device, got {device!r}")
+        self.cuda_graphs = cuda_graph.graphs_supported(device) if cuda_graphs is None else bool(cuda_graphs)
+        self._fixed_graph, self._velocity_graph = None, None
+        self._sync_stamps = cuda_graph.graphs_supported(device)
         self.model, self.vae, self.und = model.eval().to(device), vae.eval().to(device), und.eval().to(device)
         self.cfg = model.cfg
         self.sampler_steps, self.cfg_scale, self.device = sampler_steps, cfg_scale, device
@@ -126,7 +140,11 @@ class TorchEngine:
 
     def reset(self) -> None:
         """Forget the episode: empty memory, step counter 0, noise generator re-seeded."""
-        self.state: HybridState = self.model.init_state(1, device=self.device)
+        fresh = self.model.init_state(1, device=self.device)
+        if self._fixed_graph is not None:       # the graph owns the state's addresses: empty it in place
+            cuda_graph.copy_state_(self._fixed_graph.state, fresh)
+        else:
+            self.state: HybridState = fresh
         self.steps = 0
         self.generator = torch.Generator().manual_seed(self.seed)
         self._instruction = None
@@ -150,22 +168,27 @@ class TorchEngine:
         update_memory=False: the frame is the one the memory already took (a control tick without a
         new camera frame); the chunk is sampled from that step's context, the memory is unchanged."""
         t = {}
-        t0 = time.perf_counter()
+        t0 = self._clock()
         if update_memory:
             joints = self._check(obs)
             self._ctx_joints = joints                       # relative actions are offsets from these
             img = torch.from_numpy(obs.image_hwc).to(self.device).permute(2, 0, 1).float().div_(255).unsqueeze(0)
-            t["image"] = time.perf_counter()
-            z, _ = self.vae.encode(img.unsqueeze(1))                                      # [1, 1, C, h, w]
-            z = z * self.latent_scale
-            t["vae_encode"] = time.perf_counter()
+            proprio = torch.from_numpy(self.proprio.normalize(joints)).float().to(self.device).view(1, 1, -1)
             if obs.instruction != self._instruction:        # the text part only changes with the task
                 self._text_tokens = self.und.encode_text([obs.instruction])
                 self._instruction = obs.instruction
-            und = torch.cat([self._text_tokens, self.und.encode_image(img)], 1).unsqueeze(1)
-            proprio = torch.from_numpy(self.proprio.normalize(joints)).float().to(self.device).view(1, 1, -1)
-            self._ctx, self.state = self.model.encode_context(z, proprio, und, self.state)
-            t["memory_update"] = time.perf_counter()
+            t["image"] = self._clock()
+            graph = self._graphed_fixed_part(img, proprio) if self.cuda_graphs else None
+            if graph is not None:
+                self._ctx = graph(img, proprio, self._text_tokens)
+                t["fixed_graph"] = self._clock()
+            else:
+                z, _ = self.vae.encode(img.unsqueeze(1))                                  # [1, 1, C, h, w]
+                z = z * self.latent_scale
+                t["vae_encode"] = self._clock()
+                und = torch.cat([self._text_tokens, self.und.encode_image(img)], 1).unsqueeze(1)
+                self._ctx, self.state = self.model.encode_context(z, proprio, und, self.state)
+                t["memory_update"] = self._clock()
         elif self._ctx is None:
             raise ValueError("update_memory=False needs a previous step: the memory has no frame yet")
         ctx = self._ctx
@@ -176,20 +199,46 @@ class TorchEngine:
         if action_prefix is not None:
             prefix = torch.from_numpy(self.actions.normalize(np.asarray(action_prefix), self._ctx_joints)).float()
             prefix = prefix.to(self.device).view(1, 1, *prefix.shape)
+        velocity_fn = None
+        if self._fixed_graph is not None and ctx is self._fixed_graph.ctx:
+            if self._velocity_graph is None:
+                self._velocity_graph = cuda_graph.GraphedVelocity(self.model, ctx)
+            velocity_fn = self._velocity_graph
         fut, act = self.model.sample(ctx, torch.tensor([0]), steps=self.sampler_steps, cfg_scale=self.cfg_scale,
-                                     generator=self.generator, action_prefix=prefix)
-        t["sampler"] = time.perf_counter()
+                                     generator=self.generator, action_prefix=prefix, velocity_fn=velocity_fn)
+        t["sampler"] = self._clock()
         actions = self.actions.denormalize(act[0, 0].double().cpu().numpy(), self._ctx_joints)
-        t["postprocess"] = time.perf_counter()
+        t["postprocess"] = self._clock()
         if decode_future:
             fut = self.vae.decode(fut[0, 0].unsqueeze(1) / self.latent_scale).squeeze(1)   # F single frames
-            t["future_decode"] = time.perf_counter()
+            t["future_decode"] = self._clock()
         else:
             fut = fut[0, 0]
         self.steps += update_memory
         stamps = [t0] + list(t.values())
         timings = {k: 1e3 * (b - a) for k, a, b in zip(t, stamps[:-1], stamps[1:])}
         return ActionPrediction(actions=actions, future_latents=fut, step=self.steps, timings_ms=timings)
+
+    def _clock(self) -> float:
+        """Stage timestamps: on CUDA after the queued kernels finish, so each stage's time is its own
+        (kernels run asynchronously; unsynchronised stamps would bill one stage's GPU work to the next)."""
+        if self._sync_stamps:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _graphed_fixed_part(self, img, proprio):
+        """The fixed part's CUDA graph, captured on the first frame; None (eager from then on, logged)
+        when capture fails."""
+        if self._fixed_graph is None:
+            try:
+                self._fixed_graph = cuda_graph.GraphedFixedPart(self.model, self.vae, self.und, img, proprio,
+                                                                self._text_tokens, self.state, self.latent_scale)
+            except Exception as e:      # noqa: BLE001 (the eager path computes the same; say why once)
+                log.warning("CUDA graph capture of the control step failed (%s: %s); running eagerly",
+                            type(e).__name__, e)
+                self.cuda_graphs = False
+                return None
+        return self._fixed_graph
 
     @torch.no_grad()
     def decode_future(self, future_latents: torch.Tensor) -> np.ndarray:
@@ -212,20 +261,21 @@ BACKENDS = ("torch", "onnx", "tensorrt")
 
 def load_engine(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu",
                 backend: str = "torch", threads: int = 0, quantized: bool = False,
-                providers=None) -> LoadedModel:
+                providers=None, cuda_graphs: Optional[bool] = None) -> LoadedModel:
     """Build an engine from a checkpoint or exported artifact directory.
 
     backend: 'torch' (eager, from the safetensors), 'onnx' (onnxruntime on the exported graphs; CUDA
     provider when present unless `providers` says otherwise), 'tensorrt' (engines built from the graphs
     on this GPU, cached), or 'auto' (the artifact's default_backend if it can run here, else torch).
-    Every backend verifies the artifact's manifest (sha256 of every file) before loading anything."""
+    Every backend verifies the artifact's manifest (sha256 of every file) before loading anything.
+    cuda_graphs (torch backend): see TorchEngine; None = on when the device is CUDA."""
     if backend == "auto":
         from kairos_model.backends import pick_backend
         backend = pick_backend(path)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS} or 'auto'")
     if backend == "torch":
-        loaded = _load_torch(path, sampler_steps, cfg_scale, device)
+        loaded = _load_torch(path, sampler_steps, cfg_scale, device, cuda_graphs)
         if threads > 0:
             torch.set_num_threads(threads)
         return loaded
@@ -248,7 +298,8 @@ def _joint_names(path, meta, cfg) -> list:
     return names
 
 
-def _load_torch(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu") -> LoadedModel:
+def _load_torch(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu",
+                cuda_graphs: Optional[bool] = None) -> LoadedModel:
     """Build the torch engine from a checkpoint written by `kairos train` (kairos_model.checkpoint):
     weights, joint normalisation, latent scale and the model's joint names."""
     import json
@@ -262,5 +313,5 @@ def _load_torch(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, devic
                       cfg_scale=cfg_scale, proprio=normalizer_from_meta(meta, "proprio", cfg.proprio_dim, path),
                       actions=normalizer_from_meta(meta, "actions", cfg.action_dim, path),
                       latent_scale=meta.get("latent_scale", 1.0),
-                      device=device)
+                      device=device, cuda_graphs=cuda_graphs)
     return LoadedModel(eng, _joint_names(path, meta, cfg), meta)

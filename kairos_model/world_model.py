@@ -468,14 +468,17 @@ class KairosWorldModel(nn.Module):
     @torch.no_grad()
     def sample(self, ctx: Context, anchors: torch.Tensor, steps: int = 10, with_actions: bool = True,
                cfg_scale: float = 1.0, generator: Optional[torch.Generator] = None,
-               action_prefix: Optional[torch.Tensor] = None):
+               action_prefix: Optional[torch.Tensor] = None, velocity_fn=None):
         """Euler-sample future latents [B, P, F, C, h, w] and actions [B, P, H, A] (or None) from noise,
         with `steps` steps of the shifted schedule and classifier-free guidance on the instruction.
 
         action_prefix [B, P, d, A] (d < H): the first d actions are known (real-time chunking); they
         are inpainted: after every step they are reset to the noisy version of the prefix at the
-        current noise level, so the rest of the chunk is generated consistent with them."""
+        current noise level, so the rest of the chunk is generated consistent with them.
+        velocity_fn: a stand-in for self.velocity with its signature (e.g. kairos_model.cuda_graph's
+        GraphedVelocity); the Euler loop around it is the same."""
         cfg = self.cfg
+        velocity = velocity_fn or self.velocity
         B, P = ctx.obs.shape[0], anchors.shape[0]
         dev, dt = ctx.obs.device, ctx.obs.dtype
         h, w = cfg.latent_hw
@@ -493,10 +496,10 @@ class KairosWorldModel(nn.Module):
             act[:, :, :d] = flow.interpolate(prefix, eps_prefix, sigmas[0].to(dt))
         for s, s_next in zip(sigmas[:-1], sigmas[1:]):
             sig = s.expand(B, P).to(dt)
-            vf, va = self.velocity(ctx, anchors, fut, act, sig)
+            vf, va = velocity(ctx, anchors, fut, act, sig)
             if cfg_scale != 1.0:
                 hide = torch.ones(B, P, dtype=torch.bool, device=dev)
-                uf, ua = self.velocity(ctx, anchors, fut, act, sig, hide)
+                uf, ua = velocity(ctx, anchors, fut, act, sig, hide)
                 vf = flow.cfg_velocity(vf, uf, cfg_scale)
                 va = None if va is None else flow.cfg_velocity(va, ua, cfg_scale)
             fut = fut + (s_next - s).to(dt) * vf

@@ -24,7 +24,7 @@ fi
 cat "$OUT/env.txt"
 timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="-ra" \
   test/kairos_model/test_gated_delta_rule.py test/kairos_model/test_hybrid_memory.py \
-  test/kairos_model/test_cuda_training.py \
+  test/kairos_model/test_cuda_training.py test/kairos_model/test_cuda_graph.py \
   --junitxml="$OUT/pytest.xml" 2>&1 | tail -25 | tee "$OUT/pytest.log"
 timeout 240 python3 bench/gpu_check.py --out "$OUT/gpu_check.json" 2>&1 | cut -c1-3000 | tee "$OUT/gpu_check.log"
 timeout 100 python3 -m torch.distributed.run --nproc-per-node 1 -m training.trainer training/recipes/gpu_smoke.yaml --out /tmp/gpu_smoke \
