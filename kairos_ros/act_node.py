@@ -40,6 +40,9 @@ PARAMETERS = {
                         "artifact's default when it can run here, torch for a plain checkpoint)"),
     "quantized": (False, "run quantized graphs (int8 world model, int4 text encoder; onnx backend; "
                          "a plain checkpoint is exported with them)"),
+    "device": ("auto", "torch backend: cpu | cuda | auto (cuda when this machine has it)"),
+    "cuda_graphs": (True, "torch backend on CUDA: replay the control step as CUDA graphs (false: eager; "
+                          "same actions, launch-bound and several times slower at batch 1)"),
     "preset": ("tiny", "world model preset used when no artifact is given"),
     "joint_names": (["joint1"], "the robot's joints, in command order"),
     "model_joint_names": ([""], "the model's joint order (empty: same as joint_names)"),
@@ -136,6 +139,15 @@ class ActNode(LifecycleNode):
         self.get_logger().info(f"configured: backend {self.core.engine.backend}, joints {self.core.cfg.joint_names}")
         return TransitionCallbackReturn.SUCCESS
 
+    def _torch_device(self) -> str:
+        import torch
+        dev = self.p("device")
+        if dev not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be cpu, cuda or auto, got {dev!r}")
+        if dev == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but this machine has no CUDA GPU (use cpu or auto)")
+        return ("cuda" if torch.cuda.is_available() else "cpu") if dev == "auto" else dev
+
     def _load_engine(self, cfg: ActConfig):
         from kairos_model.checkpoint import build_parts
         from kairos_model.engine import TorchEngine, load_engine
@@ -147,9 +159,11 @@ class ActNode(LifecycleNode):
             quant = ("int8", "int4-text") if self.p("quantized") else ()
             ckpt = ensure_exported(ckpt, log=self.get_logger().info, quantize=quant)
         if ckpt:
+            device = self._torch_device()
             loaded = load_engine(ckpt, sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"),
                                  backend=self.p("backend"), threads=self.p("inference_threads"),
-                                 quantized=self.p("quantized"))
+                                 quantized=self.p("quantized"), device=device,
+                                 cuda_graphs=self.p("cuda_graphs") and device == "cuda")
             self.artifact_id = ckpt
             check_control_rate(loaded.meta, cfg.control_rate_hz, f"artifact {ckpt}")
             if loaded.joint_names and sorted(loaded.joint_names) != sorted(cfg.joint_names):
@@ -169,8 +183,10 @@ class ActNode(LifecycleNode):
             self.artifact_id = f"untrained:{self.p('preset')}"
             self.get_logger().warning(f"no artifact given: running an UNTRAINED '{self.p('preset')}' model "
                                       "(its commands are meaningless; limits still apply)")
+            device = self._torch_device()
             engine = TorchEngine(parts["world_model"], parts["vae"], parts["understanding"],
-                                 sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"))
+                                 sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"),
+                                 device=device, cuda_graphs=self.p("cuda_graphs") and device == "cuda")
         if engine.cfg.action_dim != n_joints:
             raise ValueError(f"model acts on {engine.cfg.action_dim} joints, the robot has {n_joints}")
         return engine
