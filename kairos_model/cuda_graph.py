@@ -24,19 +24,12 @@ from typing import Callable, List
 
 import torch
 
-from kairos_model.memory.attention import KVCacheState
 from kairos_model.memory.hybrid import HybridState
 
 
 def state_tensors(state: HybridState) -> List[torch.Tensor]:
-    """Every tensor of a streaming state, in a fixed order (KV caches: k, v, slots, next frame)."""
-    out: List[torch.Tensor] = []
-    for s in state.layers:
-        if isinstance(s, KVCacheState):
-            out += [s.k, s.v, s.slot_frames, s.next_frame]
-        else:
-            out.append(s)
-    return out
+    """Every tensor of a streaming state, in a fixed order (HybridState.tensors)."""
+    return state.tensors()
 
 
 def copy_state_(dst: HybridState, src: HybridState) -> None:

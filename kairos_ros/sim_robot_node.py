@@ -32,7 +32,8 @@ PARAMETERS = {
     "episodes": (0, "episodes to run (0: forever)"),
     "max_steps": (40, "control steps before an episode ends as failed"),
     "image_size": (64, "camera frame side in pixels"),
-    "camera": ("corner2", "MuJoCo camera"),
+    "camera": ("corner2", "camera: one of the scene's (corner2, corner3, topview, ...) or workspace "
+                          "(kairos_sim.metaworld_sim.FREE_CAMERAS)"),
     "substeps": (8, "physics steps (12.5 ms) per control step"),
     "camera_topic": ("camera/image_raw", "sensor_msgs/Image output"),
     "joint_states_topic": ("joint_states", "sensor_msgs/JointState output"),

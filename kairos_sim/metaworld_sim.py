@@ -40,6 +40,15 @@ except ImportError:   # triton is optional for the simulator
     pass
 
 JOINT_NAMES = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6", "r_close"]
+ENV_STATE_NAMES = ["object_x", "object_y", "object_z", "goal_x", "goal_y", "goal_z"]   # MetaWorldSim.env_state
+
+# Cameras this project adds to every scene (MuJoCo free cameras: look-at point (m), distance (m), azimuth and
+# elevation (degrees)). Meta-World's default `corner2` shows the whole table and the arm's base, so at 64 px
+# a task's goal marker (a 2 cm sphere) covers about one pixel; `workspace` frames the part of the table the
+# tasks use, from the front-left, so the same marker covers about six (training.experiments.camera_footprint).
+FREE_CAMERAS: Dict[str, Dict[str, object]] = {
+    "workspace": {"lookat": (-0.05, 0.72, 0.10), "distance": 1.15, "azimuth": 150.0, "elevation": -45.0},
+}
 
 # One instruction per MT10 task (and a few more); the model is conditioned on these.
 INSTRUCTIONS: Dict[str, str] = {
@@ -71,7 +80,9 @@ def _policy_name(task: str) -> str:
 
 @dataclass
 class SimConfig:
-    """task: Meta-World v3 task. camera: MuJoCo camera name. image_size: square frame side.
+    """task: Meta-World v3 task. camera: a MuJoCo camera of the scene (corner, corner2, corner3, topview,
+    behindGripper, gripperPOV) or one of FREE_CAMERAS (this project's, e.g. 'workspace'). image_size:
+    square frame side.
     substeps: physics (env) steps per control step; 8 x 12.5 ms = a 10 Hz control step.
     max_steps: control steps per episode. follow_gain: mocap delta per metre of hand error."""
     task: str = "button-press-topdown-v3"
@@ -134,6 +145,10 @@ class MetaWorldSim:
         self.model, self.data = env.model, env.data
         self.model.vis.quality.shadowsize = 0
         self.model.vis.quality.offsamples = 0
+        cams = [self.model.camera(i).name for i in range(self.model.ncam)]
+        if cfg.camera not in FREE_CAMERAS and cfg.camera not in cams:
+            raise ValueError(f"unknown camera {cfg.camera!r}; the scene has {cams}, and {sorted(FREE_CAMERAS)} "
+                             "are this project's")
         self._renderer = None          # made on first render: a GL context belongs to the thread that made it
         self._scratch = mujoco.MjData(self.model)
         self._qadr = [self.model.joint(n).qposadr[0] for n in JOINT_NAMES]
@@ -160,16 +175,33 @@ class MetaWorldSim:
         if self._renderer is None:
             self._renderer = mj.Renderer(self.model, self.cfg.image_size, self.cfg.image_size)
         r = self._renderer
-        r.update_scene(self.data, camera=self.cfg.camera)
+        free = FREE_CAMERAS.get(self.cfg.camera)
+        if free is not None:
+            cam = mj.MjvCamera()
+            cam.type = mj.mjtCamera.mjCAMERA_FREE
+            cam.lookat[:] = free["lookat"]
+            cam.distance, cam.azimuth, cam.elevation = free["distance"], free["azimuth"], free["elevation"]
+            r.update_scene(self.data, camera=cam)
+        else:
+            r.update_scene(self.data, camera=self.cfg.camera)
         for f in (mj.mjtRndFlag.mjRND_SHADOW, mj.mjtRndFlag.mjRND_REFLECTION, mj.mjtRndFlag.mjRND_SKYBOX):
             r.scene.flags[f] = 0
-        return np.ascontiguousarray(np.flipud(r.render()))
+        img = r.render()
+        # Meta-World's own cameras are mounted upside down (its renderer flips them too); free cameras are upright
+        return np.ascontiguousarray(img if free is not None else np.flipud(img))
 
     def joints(self) -> np.ndarray:
         return self.data.qpos[self._qadr].astype(np.float64).copy()
 
     def hand(self) -> np.ndarray:
         return self.data.xpos[self._hand].copy()
+
+    def env_state(self) -> np.ndarray:
+        """Privileged simulator state [6] (ENV_STATE_NAMES): the first object's position and the goal's
+        (m), from Meta-World's observation vector. Recorded as a dataset's observation.environment_state
+        for training-time supervision only; no policy input at test time ever comes from it."""
+        o = self._obs_vec
+        return np.concatenate([o[4:7], o[-3:]]).astype(np.float64)
 
     def task_distance(self) -> float:
         """Distance (m) from the gripper's centre to the task's object (reach: to the goal)."""
@@ -251,22 +283,26 @@ class MetaWorldSim:
         self.close()
 
 
-def rollout_expert(sim: MetaWorldSim, variation: int, extra_steps: Optional[int] = None):
-    """One expert episode in joint space: (frames [T, S, S, 3], joints [T, 8], actions [T, 8], success).
+def rollout_expert(sim: MetaWorldSim, variation: int, extra_steps: Optional[int] = None,
+                   record_env_state: bool = False):
+    """One expert episode in joint space: (frames [T, S, S, 3], joints [T, 8], actions [T, 8], success),
+    and with record_env_state the privileged state of every frame [T, 6] (MetaWorldSim.env_state) last.
     Stops `extra_steps` control steps after success (default: 0.2 s worth), or at max_steps."""
     if extra_steps is None:
         extra_steps = max(1, int(round(0.2 / sim.cfg.control_dt)))
     pol = sim.expert_policy()
     obs = sim.reset(variation)
-    frames, joints, actions = [], [], []
+    frames, joints, actions, env = [], [], [], []
     after = None
     for _ in range(sim.cfg.max_steps):
         frames.append(obs.image)
         joints.append(obs.joints)
+        env.append(sim.env_state())
         actions.append(sim.expert_step(pol))
         obs = sim.observe()
         if sim.success:
             after = extra_steps if after is None else after - 1
             if after <= 0:
                 break
-    return np.stack(frames), np.stack(joints), np.stack(actions), sim.success
+    out = (np.stack(frames), np.stack(joints), np.stack(actions), sim.success)
+    return out + (np.stack(env),) if record_env_state else out

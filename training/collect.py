@@ -2,6 +2,8 @@
 
     kairos collect --tasks button-press-topdown-v3 --episodes 40 --out data/demos
 
+Each frame also records the simulator's object and goal positions (observation.environment_state:
+privileged, for training-time supervision such as `kairos train-bc --aux-weight`; never a policy input).
 Each episode is one task variation (seeded scene from Meta-World's task sampling; variations
 0..N-1 by default, held-out evaluation uses variations from TEST_VARIATIONS up). Failed expert
 episodes are counted and left out unless --keep-failures; the count is printed, never hidden.
@@ -21,19 +23,19 @@ def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size
     """control_hz: control steps (frames and joint targets) per second, written as the dataset's fps;
     max_steps: per episode (None: 4 s worth)."""
     from training.data.lerobot import Episode, LeRobotWriter
-    from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
+    from kairos_sim.metaworld_sim import ENV_STATE_NAMES, JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
     stats, replayed = {}, {}
     base = SimConfig.at_rate(control_hz)
     max_steps = max_steps or base.max_steps
     with LeRobotWriter(out, fps=1.0 / base.control_dt, state_names=JOINT_NAMES, action_names=JOINT_NAMES,
-                       image_shape=(image_size, image_size, 3)) as w:
+                       image_shape=(image_size, image_size, 3), env_state_names=ENV_STATE_NAMES) as w:
         bar = tqdm(total=len(tasks) * episodes, desc="collect", unit="ep", disable=not progress)
         for task in tasks:
             ok = 0
             with MetaWorldSim(SimConfig(task=task, image_size=image_size, max_steps=max_steps, camera=camera,
                                      substeps=base.substeps)) as sim:
                 for v in range(first_variation, first_variation + episodes):
-                    frames, joints, actions, success = rollout_expert(sim, v)
+                    frames, joints, actions, success, env = rollout_expert(sim, v, record_env_state=True)
                     ok += success
                     if check_replay:          # the recorded joint-space actions, replayed open loop
                         sim.reset(v)
@@ -42,7 +44,7 @@ def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size
                         replayed[task] = replayed.get(task, 0) + int(sim.success)
                     if success or keep_failures:
                         w.add(Episode({"observation.images.cam": frames}, joints, actions, sim.instruction,
-                                      success=success))
+                                      success=success, env_state=env))
                     bar.update(1)
                     bar.set_postfix(task=task, success=f"{ok}/{v - first_variation + 1}")
             stats[task] = (ok, episodes, replayed.get(task) if check_replay else None)

@@ -56,13 +56,7 @@ def state_spec(model: KairosWorldModel):
 
 
 def flatten_state(state: HybridState) -> List[torch.Tensor]:
-    out = []
-    for s in state.layers:
-        if isinstance(s, KVCacheState):
-            out += [s.k, s.v, s.slot_frames, s.next_frame]
-        else:
-            out.append(s)
-    return out
+    return state.tensors()
 
 
 def unflatten_state(model: KairosWorldModel, flat) -> HybridState:

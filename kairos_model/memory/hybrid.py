@@ -106,6 +106,14 @@ class HybridState:
         return sum(s.nbytes() if isinstance(s, KVCacheState) else s.numel() * s.element_size()
                    for s in self.layers)
 
+    def tensors(self) -> List[torch.Tensor]:
+        """Every tensor of the state in one fixed order (a KV cache: k, v, slot frames, next frame): the
+        flat form the exported graphs take and the one CUDA graphs update in place."""
+        out: List[torch.Tensor] = []
+        for s in self.layers:
+            out += [s.k, s.v, s.slot_frames, s.next_frame] if isinstance(s, KVCacheState) else [s]
+        return out
+
 
 def init_mixer_state(mixer: nn.Module, batch: int, tokens_per_frame: int, device=None, dtype=None) -> LayerState:
     """The empty streaming state of one temporal mixer (GDN matrix or attention KV cache)."""

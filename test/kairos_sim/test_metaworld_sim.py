@@ -90,3 +90,30 @@ def test_expert_at_40_hz_takes_four_times_the_steps_and_replays():
         for a in a40:
             s40.step(a, render=False)
         assert s40.success
+
+
+def test_collect_records_the_privileged_object_and_goal_positions(tmp_path):
+    """kairos collect writes observation.environment_state [T, 6]: the object's and the goal's
+    positions. push-v3: the goal stays put for the episode, the puck is moved by the expert."""
+    from training.collect import collect
+    from training.data.lerobot import LeRobotDataset
+    from kairos_sim.metaworld_sim import ENV_STATE_NAMES
+    collect(["push-v3"], 1, str(tmp_path / "ds"), first_variation=5, progress=False)
+    ds = LeRobotDataset(str(tmp_path / "ds"))
+    ep = ds.episode(0)
+    assert ds.env_state_names == ENV_STATE_NAMES and ep.env_state.shape == (len(ep.state), 6)
+    with MetaWorldSim(SimConfig(task="push-v3")) as s:
+        s.reset(5)
+        np.testing.assert_allclose(ep.env_state[0], s.env_state(), atol=1e-5)
+        np.testing.assert_allclose(ep.env_state[:, 3:], np.tile(s.env._target_pos, (len(ep.state), 1)), atol=1e-5)
+    assert np.abs(ep.env_state[-1, :3] - ep.env_state[0, :3]).max() > 0.02     # the puck was pushed
+
+
+def test_workspace_camera_shows_the_goal_larger_and_unknown_cameras_are_refused():
+    """The project's `workspace` camera frames the table's working area: a task's goal marker covers
+    several times the pixels it covers from Meta-World's default `corner2` (about one at 64 px)."""
+    from training.experiments.camera_footprint import goal_pixels
+    far, near = goal_pixels("reach-v3", "corner2", scenes=3), goal_pixels("reach-v3", "workspace", scenes=3)
+    assert near >= 3 * max(far, 1.0), (far, near)
+    with pytest.raises(ValueError, match="unknown camera 'nope'"):
+        MetaWorldSim(SimConfig(task="reach-v3", camera="nope"))

@@ -126,3 +126,48 @@ def test_bc_at_a_larger_input_side_is_evaluated_on_frames_rendered_at_that_side(
     assert doc["config"]["image_size"] == 96 and BCEngine(str(tmp_path / "bc")).image_size == (96, 96)
     _, _, seen, _ = evaluate(str(tmp_path / "bc"), ["reach-v3"], 1, max_steps=3, progress=False)
     assert all(f.shape == (96, 96, 3) for f in seen["reach-v3"]) and len(seen["reach-v3"]) == 4
+
+
+def _dot_dataset(root, episodes=8, T=8, env=True):
+    """One task; a bright 10x10 square at a random place per episode, its (x, y) recorded as the
+    privileged environment state."""
+    rng = np.random.default_rng(0)
+    with LeRobotWriter(str(root), fps=10, state_names=NAMES, action_names=NAMES,
+                       env_state_names=["x", "y"] if env else None) as w:
+        for _ in range(episodes):
+            x, y = rng.integers(0, 54, 2)
+            frames = np.zeros((T, 64, 64, 3), np.uint8)
+            frames[:, y:y + 10, x:x + 10] = 255
+            pos = np.tile(np.array([x, y], np.float32) / 64, (T, 1))
+            w.add(Episode({"observation.images.cam": frames}, np.zeros((T, 2), np.float32),
+                          np.tile(pos, (1, 1)), "find the square", success=True,
+                          env_state=pos if env else None))
+
+
+def test_bc_auxiliary_head_learns_the_privileged_state_and_is_not_an_input(tmp_path):
+    _dot_dataset(tmp_path / "ds")
+    doc = train_bc(str(tmp_path / "ds"), str(tmp_path / "bc"), minutes=0.25, joint_names=NAMES, shift=0,
+                   aux_weight=1.0)
+    assert doc["config"]["aux_dim"] == 2 and doc["aux_weight"] == 1.0
+    assert doc["final_aux_loss"] < 0.5          # normalised targets: 1.0 is predicting their mean
+    eng = BCEngine(str(tmp_path / "bc"))        # acts from the frame and joints only, as without the head
+    img = np.zeros((64, 64, 3), np.uint8)
+    assert eng.step(Observation(img, np.zeros(2), "find the square")).actions.shape == (8, 2)
+
+
+def test_bc_auxiliary_head_without_the_state_in_the_data_is_a_clear_error(tmp_path):
+    _dot_dataset(tmp_path / "ds", env=False)
+    with pytest.raises(ValueError, match="observation.environment_state"):
+        train_bc(str(tmp_path / "ds"), str(tmp_path / "bc"), minutes=0.05, joint_names=NAMES, aux_weight=1.0)
+
+
+def test_bc_auxiliary_data_feeds_only_the_auxiliary_loss(tmp_path):
+    _dot_dataset(tmp_path / "ds")
+    _dot_dataset(tmp_path / "scenes", episodes=12, T=2)
+    with pytest.raises(ValueError, match="--aux-weight > 0"):
+        train_bc(str(tmp_path / "ds"), str(tmp_path / "bc0"), minutes=0.01, joint_names=NAMES,
+                 aux_data=str(tmp_path / "scenes"))
+    doc = train_bc(str(tmp_path / "ds"), str(tmp_path / "bc"), minutes=0.15, joint_names=NAMES, shift=0,
+                   aux_weight=1.0, aux_data=str(tmp_path / "scenes"))
+    assert doc["episodes"] == 8 and doc["aux_data"] == [str(tmp_path / "scenes")]   # actions: the demonstrations only
+    assert np.isfinite(doc["final_aux_loss"])

@@ -95,3 +95,23 @@ def test_video_folder_source_reads_captions_and_refuses_a_truncated_file(tmp_pat
     (tmp_path / "v" / "b.mp4").write_bytes(data[: len(data) // 4])
     with pytest.raises(DatasetError):
         VideoFolderSource(str(tmp_path / "v"), size=64, proprio_dim=8)
+
+
+def test_environment_state_round_trip_and_its_checks(tmp_path):
+    """observation.environment_state (privileged simulator state) is written and read back where a
+    source has it; a dataset that promises it refuses an episode without it, and one that lacks it
+    reads as env_state None."""
+    T, names = 5, ["obj_x", "goal_x"]
+    env = np.arange(T * 2, dtype=np.float32).reshape(T, 2)
+    ep = Episode({"observation.images.cam": np.zeros((T, 64, 64, 3), np.uint8)}, np.zeros((T, 3), np.float32),
+                 np.zeros((T, 3), np.float32), "t", env_state=env)
+    with LeRobotWriter(str(tmp_path / "ds"), fps=10, state_names=NAMES, action_names=NAMES,
+                       env_state_names=names) as w:
+        w.add(ep)
+        with pytest.raises(ValueError, match="env_state must be"):
+            w.add(Episode(ep.frames, ep.state, ep.action, "t"))
+    ds = LeRobotDataset(str(tmp_path / "ds"))
+    assert ds.env_state_names == names
+    np.testing.assert_array_equal(ds.episode(0).env_state, env)
+    make(tmp_path / "plain")
+    assert LeRobotDataset(str(tmp_path / "plain")).episode(0).env_state is None

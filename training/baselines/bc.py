@@ -38,7 +38,9 @@ class BCConfig:
     joint_names: the action order. control_hz: the demonstrations' rate (one chunk step per tick).
     relative: the chunk is offsets from the current joint positions (else absolute targets).
     instructions: the task texts the policy is conditioned on (one-hot; empty or one entry:
-    unconditioned)."""
+    unconditioned). aux_dim: size of an auxiliary head that predicts the privileged simulator state
+    (object and goal positions) from the image features during training (0: none); it is never an
+    input, so the policy still acts from pixels and joints alone."""
     image_size: int = 64
     channels: List[int] = field(default_factory=lambda: [32, 64, 128, 128])
     head: str = "avgpool"
@@ -50,6 +52,7 @@ class BCConfig:
     instructions: List[str] = field(default_factory=list)
     control_hz: float = 10.0
     relative: bool = False
+    aux_dim: int = 0
 
     @property
     def n_tasks(self) -> int:
@@ -94,13 +97,25 @@ class BCPolicy(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(feat + cfg.proprio_dim + cfg.n_tasks, cfg.hidden), nn.SiLU(),
                                  nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
                                  nn.Linear(cfg.hidden, cfg.horizon * cfg.action_dim))
+        if cfg.aux_dim:       # image features [feat] -> privileged state [E] (+ task code: which object)
+            self.aux = nn.Sequential(nn.Linear(feat + cfg.n_tasks, cfg.hidden), nn.SiLU(),
+                                     nn.Linear(cfg.hidden, cfg.aux_dim))
 
-    def forward(self, image, proprio, task=None):
-        parts = [self.cnn(image * 2 - 1), proprio]
-        if self.cfg.n_tasks:
-            parts.append(nn.functional.one_hot(task, self.cfg.n_tasks).to(proprio.dtype))
-        h = torch.cat(parts, dim=1)
-        return self.mlp(h).view(-1, self.cfg.horizon, self.cfg.action_dim)
+    def forward(self, image, proprio, task=None, with_aux: bool = False):
+        """-> chunk [B, H, A]; with_aux: (chunk, predicted privileged state [B, E] (normalised))."""
+        f = self.cnn(image * 2 - 1)
+        code = ([nn.functional.one_hot(task, self.cfg.n_tasks).to(proprio.dtype)] if self.cfg.n_tasks else [])
+        chunk = self.mlp(torch.cat([f, proprio] + code, dim=1)).view(-1, self.cfg.horizon, self.cfg.action_dim)
+        if not with_aux:
+            return chunk
+        if not self.cfg.aux_dim:
+            raise ValueError("this policy has no auxiliary head (aux_dim 0)")
+        return chunk, self.aux(torch.cat([f] + code, dim=1))
+
+    def aux_state(self, image, task=None):
+        """The auxiliary head alone: image [B, 3, S, S] (+ task [B]) -> privileged state [B, E] (normalised)."""
+        code = ([nn.functional.one_hot(task, self.cfg.n_tasks).float()] if self.cfg.n_tasks else [])
+        return self.aux(torch.cat([self.cnn(image * 2 - 1)] + code, dim=1))
 
 
 class BCEngine:
@@ -150,10 +165,14 @@ class BCEngine:
 def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, lr: float = 1e-3,
              seed: int = 0, max_episodes: int = 0, horizon: int = 8, head: str = "avgpool",
              channels: Optional[List[int]] = None, relative: bool = False, shift: int = 4,
-             image_size: int = 64) -> dict:
+             image_size: int = 64, aux_weight: float = 0.0, aux_data=None) -> dict:
     """Trains for `minutes` of wall clock. head / channels / relative / image_size: BCConfig's
     (channels None: its default; frames are resized to image_size, so collect at that size). shift: random-shift augmentation, the whole batch's frames rolled by up to this many
-    pixels each way (0: off)."""
+    pixels each way (0: off). aux_weight > 0: also regress the dataset's observation.environment_state
+    (privileged object/goal positions, normalised) from the image features with this loss weight; the
+    data must have it (`kairos collect` records it). aux_data: more datasets (a path or a list) whose frames and
+    environment states join that auxiliary loss only (its actions are never used): scenes labelled
+    by the simulator, e.g. `kairos collect --max-steps 8 --keep-failures` over other variations."""
     from training.data.lerobot import JointMapping, LeRobotDataset
     from training.data.sources import EpisodeSource, Normalization
     torch.manual_seed(seed)
@@ -167,11 +186,18 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
             if seen[e.task] <= max_episodes:
                 kept.append(e)
         eps = kept
+    if aux_weight > 0:
+        lacking = [e.index for e in eps if e.env_state is None]
+        if lacking:
+            raise ValueError(f"--aux-weight needs observation.environment_state in every episode; {data} lacks "
+                             f"it in {len(lacking)} of {len(eps)} (episodes {lacking[:5]}...): collect it again "
+                             "with this version of kairos collect")
     norm = Normalization.from_episodes(eps, relative, horizon)     # relative: chunks as offsets from the joints
     instructions = sorted({e.task for e in eps})
     cfg = BCConfig(horizon=horizon, action_dim=len(joint_names), proprio_dim=len(joint_names),
                    joint_names=list(joint_names), instructions=instructions, head=head, control_hz=ds.fps,
                    relative=relative, image_size=image_size,
+                   aux_dim=len(ds.env_state_names) if aux_weight > 0 else 0,
                    **({"channels": list(channels)} if channels else {}))
     src = EpisodeSource(eps, cfg.image_size, horizon, norm, True)
     frames = torch.cat([f for f in src.frames])                                      # [N, 3, S, S]
@@ -185,9 +211,31 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     states = torch.from_numpy(np.concatenate(states)).float()
     chunks = torch.from_numpy(np.concatenate(chunks)).float()
     tasks = torch.from_numpy(np.concatenate(tasks)).long()
+    env = None
+    if aux_weight > 0:        # [N, E], normalised over the dataset (positions in metres: scale them alike)
+        env = torch.from_numpy(np.concatenate([e.env_state for e in eps])).float()
+        env = (env - env.mean(0)) / env.std(0).clamp_min(1e-3)
+        if len(env) != len(frames):
+            raise ValueError(f"{len(env)} environment-state rows for {len(frames)} frames")
+    extra = None
+    if aux_data:
+        if aux_weight <= 0:
+            raise ValueError("--aux-data needs --aux-weight > 0 (its frames only feed the auxiliary loss)")
+        aux_data = [aux_data] if isinstance(aux_data, str) else list(aux_data)
+        aeps = [e for d in aux_data for e in LeRobotDataset(d, mapping=JointMapping(joint_names))]
+        bad = sorted({e.task for e in aeps} - set(instructions))
+        if bad or any(e.env_state is None for e in aeps):
+            raise ValueError(f"{aux_data}: every episode needs observation.environment_state and a task of {data} "
+                             f"({instructions}); unknown tasks: {bad}")
+        raw = np.concatenate([e.env_state for e in eps])
+        mu, sd = torch.from_numpy(raw.mean(0)).float(), torch.from_numpy(raw.std(0)).float().clamp_min(1e-3)
+        asrc = EpisodeSource(aeps, cfg.image_size, horizon, norm, True)
+        extra = (torch.cat([f for f in asrc.frames]),
+                 torch.from_numpy(np.concatenate([np.full(len(e.state), instructions.index(e.task)) for e in aeps])).long(),
+                 (torch.from_numpy(np.concatenate([e.env_state for e in aeps])).float() - mu) / sd)
     pol = BCPolicy(cfg)
     opt = torch.optim.AdamW(pol.parameters(), lr=lr, weight_decay=1e-4)
-    t0, step, losses = time.time(), 0, []
+    t0, step, losses, aux_losses = time.time(), 0, [], []
     bar = tqdm(desc="train bc", unit="step")
     while time.time() - t0 < minutes * 60:
         idx = torch.from_numpy(rng.integers(0, len(frames), batch))
@@ -195,11 +243,20 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
         if shift:                                                     # random-shift augmentation
             dy, dx = rng.integers(-shift, shift + 1, 2)
             img = torch.roll(img, shifts=(int(dy), int(dx)), dims=(2, 3))
-        loss = (pol(img, states[idx], tasks[idx]) - chunks[idx]).pow(2).mean()
+        if env is None:
+            loss = la = (pol(img, states[idx], tasks[idx]) - chunks[idx]).pow(2).mean()
+        else:
+            pred, aux = pol(img, states[idx], tasks[idx], with_aux=True)
+            la, le = (pred - chunks[idx]).pow(2).mean(), (aux - env[idx]).pow(2).mean()
+            if extra is not None:                                     # as many labelled scenes again
+                j = torch.from_numpy(rng.integers(0, len(extra[0]), batch))
+                le = 0.5 * (le + (pol.aux_state(extra[0][j], extra[1][j]) - extra[2][j]).pow(2).mean())
+            loss = la + aux_weight * le
+            aux_losses.append(le.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append(la.item())
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
@@ -207,7 +264,8 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     os.makedirs(out, exist_ok=True)
     save_file(pol.state_dict(), os.path.join(out, "policy.safetensors"))
     doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm.to_dict(), "data": data,
-           "episodes": len(eps), "steps": step, "minutes": minutes, "shift": shift, "final_loss": float(np.mean(losses[-50:]))}
+           "episodes": len(eps), "steps": step, "minutes": minutes, "shift": shift, "aux_weight": aux_weight, "aux_data": aux_data, "final_loss": float(np.mean(losses[-50:])),
+           **({"final_aux_loss": float(np.mean(aux_losses[-50:]))} if aux_losses else {})}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(doc, f, indent=2)
     return doc
@@ -232,10 +290,15 @@ def main(argv=None) -> int:
                     help="random-shift augmentation: frames rolled by up to this many pixels (0: off)")
     ap.add_argument("--image-size", type=int, default=64,
                     help="input side (frames resized to it; collect with kairos collect --image-size alike)")
+    ap.add_argument("--aux-weight", type=float, default=0.0,
+                    help="also learn to predict the privileged object/goal positions from the image "
+                    "(observation.environment_state, training only) with this loss weight (0: off)")
+    ap.add_argument("--aux-data", nargs="+", help="more datasets (kairos collect) whose frames and object/goal "
+                    "positions join the auxiliary loss only; their actions are not used")
     args = ap.parse_args(argv)
     doc = train_bc(args.data, args.out, args.minutes, JOINT_NAMES, seed=args.seed, max_episodes=args.episodes,
                    head=args.head, channels=args.channels, relative=args.relative, shift=args.shift,
-                   image_size=args.image_size)
+                   image_size=args.image_size, aux_weight=args.aux_weight, aux_data=args.aux_data)
     print(f"BC baseline: {doc['steps']} steps in {args.minutes} min on {doc['episodes']} episodes, final loss "
           f"{doc['final_loss']:.4f}; wrote {args.out}")
     return 0

@@ -7,6 +7,7 @@
       meta/episodes_stats.jsonl       per-episode min/max/mean/std of numeric features
       data/chunk-000/episode_000000.parquet   one row per frame: observation.state, action,
                                               timestamp, frame_index, episode_index, index, task_index
+                                              (+ observation.environment_state where the source has it)
       videos/chunk-000/observation.images.<cam>/episode_000000.mp4
 
 This is the layout robotics teams share on the Hugging Face hub, so data recorded here can be used by
@@ -40,7 +41,9 @@ class DatasetError(ValueError):
 
 @dataclass
 class Episode:
-    """frames: {camera key: [T, H, W, 3] uint8}; state [T, J], action [T, A] float32; task text."""
+    """frames: {camera key: [T, H, W, 3] uint8}; state [T, J], action [T, A] float32; task text.
+    env_state [T, E]: privileged simulator state (LeRobot's observation.environment_state; e.g. object
+    and goal positions), where the source has it: for training-time supervision, never a policy input."""
     frames: Dict[str, np.ndarray]
     state: np.ndarray
     action: np.ndarray
@@ -48,6 +51,7 @@ class Episode:
     index: int = 0
     success: Optional[bool] = None
     fps: Optional[float] = None     # frames (control steps) per second, where the source says
+    env_state: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -126,7 +130,10 @@ class LeRobotWriter:
 
     def __init__(self, root: str, fps: float, state_names: Sequence[str], action_names: Sequence[str],
                  camera_keys: Sequence[str] = ("observation.images.cam",), robot_type: str = "sawyer",
-                 image_shape: Sequence[int] = (64, 64, 3)):
+                 image_shape: Sequence[int] = (64, 64, 3), env_state_names: Optional[Sequence[str]] = None):
+        """env_state_names: when given, every episode carries env_state [T, len(names)], written as
+        observation.environment_state."""
+        self.env_state_names = None if env_state_names is None else list(env_state_names)
         if os.path.exists(os.path.join(root, "meta", "info.json")):
             raise FileExistsError(f"{root} already holds a dataset; choose another --out")
         self.root, self.fps = root, float(fps)
@@ -146,6 +153,11 @@ class LeRobotWriter:
                              f"[T, {len(self.action_names)}], got {ep.state.shape} / {ep.action.shape}")
         if set(ep.frames) != set(self.camera_keys) or any(len(v) != T for v in ep.frames.values()):
             raise ValueError(f"episode frames must be {self.camera_keys} with {T} frames each")
+        if self.env_state_names is not None and (ep.env_state is None or np.shape(ep.env_state)
+                                                 != (T, len(self.env_state_names))):
+            raise ValueError(f"this dataset records observation.environment_state: the episode's env_state "
+                             f"must be [T, {len(self.env_state_names)}] = {self.env_state_names}, got "
+                             f"{None if ep.env_state is None else np.shape(ep.env_state)}")
         idx = len(self.episodes)
         task_index = self.tasks.setdefault(ep.task, len(self.tasks))
         chunk = idx // CHUNK
@@ -162,6 +174,9 @@ class LeRobotWriter:
             "task_index": pa.array(np.full(T, task_index, dtype=np.int64)),
             "next.done": pa.array(np.arange(T) == T - 1),
         }
+        if self.env_state_names is not None:
+            cols["observation.environment_state"] = pa.array(list(np.asarray(ep.env_state, np.float32)),
+                                                             type=pa.list_(pa.float32()))
         path = os.path.join(self.root, DATA_PATH.format(episode_chunk=chunk, episode_index=idx))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         pq.write_table(pa.table(cols), path + ".part")
@@ -198,6 +213,9 @@ class LeRobotWriter:
             "task_index": {"dtype": "int64", "shape": [1], "names": None},
             "next.done": {"dtype": "bool", "shape": [1], "names": None},
         })
+        if self.env_state_names is not None:
+            feats["observation.environment_state"] = {"dtype": "float32", "shape": [len(self.env_state_names)],
+                                                      "names": self.env_state_names}
         info = {"codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type, "total_episodes": n,
                 "total_frames": self.total_frames, "total_tasks": len(self.tasks),
                 "total_videos": n * len(self.camera_keys), "total_chunks": (n + CHUNK - 1) // CHUNK,
@@ -247,6 +265,8 @@ class LeRobotDataset:
                                    f"(it has {sorted(feats)})")
         self.state_names = _names(feats["observation.state"])
         self.action_names = _names(feats["action"])
+        env = feats.get("observation.environment_state")
+        self.env_state_names = None if env is None else _names(env)
         cams = [k for k, v in feats.items() if v.get("dtype") in ("video", "image")]
         if camera_key is None:
             if not cams:
@@ -293,9 +313,19 @@ class LeRobotDataset:
         vpath = os.path.join(self.root, self.info["video_path"].format(episode_chunk=chunk,
                                                                       video_key=self.camera_key, episode_index=idx))
         frames = read_video(vpath, expect_frames=T)
+        env_state = None
+        if self.env_state_names is not None:
+            if "observation.environment_state" not in table.column_names:
+                raise DatasetError(f"episode {idx}: {path} lacks observation.environment_state, which "
+                                   "info.json lists")
+            env_state = np.asarray(table.column("observation.environment_state").to_pylist(),
+                                   np.float32).reshape(T, -1)
+            if env_state.shape[1] != len(self.env_state_names):
+                raise DatasetError(f"episode {idx}: observation.environment_state has {env_state.shape[1]} "
+                                   f"values a row, info.json names {len(self.env_state_names)}")
         task_idx = int(table.column("task_index")[0].as_py())
         return Episode({self.camera_key: frames}, state, action, self.tasks.get(task_idx, rec["tasks"][0]),
-                       index=idx, success=rec.get("success"), fps=self.fps)
+                       index=idx, success=rec.get("success"), fps=self.fps, env_state=env_state)
 
     def __iter__(self) -> Iterator[Episode]:
         for i in range(len(self)):
