@@ -20,21 +20,16 @@ batch 1. A capture that fails anyway raises, and TorchEngine then runs eagerly (
 """
 from __future__ import annotations
 
-from typing import Callable, List
+from typing import Callable
 
 import torch
 
 from kairos_model.memory.hybrid import HybridState
 
 
-def state_tensors(state: HybridState) -> List[torch.Tensor]:
-    """Every tensor of a streaming state, in a fixed order (HybridState.tensors)."""
-    return state.tensors()
-
-
 def copy_state_(dst: HybridState, src: HybridState) -> None:
     """dst <- src, tensor by tensor, in place (the addresses of dst stay what a graph recorded)."""
-    a, b = state_tensors(dst), state_tensors(src)
+    a, b = dst.tensors(), src.tensors()
     if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
         raise ValueError("the two streaming states do not have the same layout")
     for x, y in zip(a, b):
@@ -79,7 +74,7 @@ class GraphedFixedPart:
             raise ValueError("CUDA graphs need CUDA tensors")
         self.inputs = [img.clone(), proprio.clone(), text.clone()]
         self.state = state
-        snapshot = [t.clone() for t in state_tensors(state)]
+        snapshot = [t.clone() for t in state.tensors()]
 
         def run():
             ctx, new = fixed_part(model, vae, und, *self.inputs, self.state, latent_scale)
@@ -89,7 +84,7 @@ class GraphedFixedPart:
         try:
             self.graph, self.ctx = _warm_and_capture(run, warmup)
         finally:                                   # the warm-up runs advanced the memory: undo them
-            for t, s in zip(state_tensors(state), snapshot):
+            for t, s in zip(state.tensors(), snapshot):
                 t.copy_(s)
 
     def __call__(self, img: torch.Tensor, proprio: torch.Tensor, text: torch.Tensor):

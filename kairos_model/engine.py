@@ -35,6 +35,7 @@ from kairos_model.world_model import KairosWorldModel
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Normalizer:
     """Affine normalisation of joint vectors: model value = (x - mean) / std. Identity by default;

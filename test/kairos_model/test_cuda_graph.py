@@ -33,19 +33,19 @@ def test_fixed_part_is_the_engine_eager_memory_update():
         ctx, state1 = cuda_graph.fixed_part(eng.model, eng.vae, eng.und, img, proprio,
                                             eng.und.encode_text([obs.instruction]), state0)
     torch.testing.assert_close(ctx.obs, eng._ctx.obs)
-    for a, b in zip(cuda_graph.state_tensors(state1), cuda_graph.state_tensors(eng.state)):
+    for a, b in zip(state1.tensors(), eng.state.tensors()):
         torch.testing.assert_close(a, b)
 
 
 def test_copy_state_writes_in_place_and_refuses_another_layout():
     wm = build_parts(WorldModelConfig.preset("tiny"))["world_model"]
     dst, src = wm.init_state(1), wm.init_state(1)
-    ptrs = [t.data_ptr() for t in cuda_graph.state_tensors(dst)]
-    for t in cuda_graph.state_tensors(src):
+    ptrs = [t.data_ptr() for t in dst.tensors()]
+    for t in src.tensors():
         t.fill_(3)
     cuda_graph.copy_state_(dst, src)
-    assert [t.data_ptr() for t in cuda_graph.state_tensors(dst)] == ptrs
-    assert all((t == 3).all() for t in cuda_graph.state_tensors(dst))
+    assert [t.data_ptr() for t in dst.tensors()] == ptrs
+    assert all((t == 3).all() for t in dst.tensors())
     other = build_parts(WorldModelConfig.preset("small"))["world_model"].init_state(1)
     with pytest.raises(ValueError, match="same layout"):
         cuda_graph.copy_state_(dst, other)

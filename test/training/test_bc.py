@@ -149,6 +149,7 @@ def test_bc_auxiliary_head_learns_the_privileged_state_and_is_not_an_input(tmp_p
     doc = train_bc(str(tmp_path / "ds"), str(tmp_path / "bc"), minutes=0.25, joint_names=NAMES, shift=0,
                    aux_weight=1.0)
     assert doc["config"]["aux_dim"] == 2 and doc["aux_weight"] == 1.0
+    assert doc["aux_normalization"]["names"] == ["x", "y"] and len(doc["aux_normalization"]["std"]) == 2
     assert doc["final_aux_loss"] < 0.5          # normalised targets: 1.0 is predicting their mean
     eng = BCEngine(str(tmp_path / "bc"))        # acts from the frame and joints only, as without the head
     img = np.zeros((64, 64, 3), np.uint8)

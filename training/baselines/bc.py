@@ -101,21 +101,26 @@ class BCPolicy(nn.Module):
             self.aux = nn.Sequential(nn.Linear(feat + cfg.n_tasks, cfg.hidden), nn.SiLU(),
                                      nn.Linear(cfg.hidden, cfg.aux_dim))
 
+    def _code(self, task, like):
+        """[one-hot task code [B, n_tasks]] for several tasks, [] for one."""
+        return [nn.functional.one_hot(task, self.cfg.n_tasks).to(like.dtype)] if self.cfg.n_tasks else []
+
+    def _aux(self, f, code):
+        if not self.cfg.aux_dim:
+            raise ValueError("this policy has no auxiliary head (aux_dim 0)")
+        return self.aux(torch.cat([f] + code, dim=1))
+
     def forward(self, image, proprio, task=None, with_aux: bool = False):
         """-> chunk [B, H, A]; with_aux: (chunk, predicted privileged state [B, E] (normalised))."""
         f = self.cnn(image * 2 - 1)
-        code = ([nn.functional.one_hot(task, self.cfg.n_tasks).to(proprio.dtype)] if self.cfg.n_tasks else [])
+        code = self._code(task, f)
         chunk = self.mlp(torch.cat([f, proprio] + code, dim=1)).view(-1, self.cfg.horizon, self.cfg.action_dim)
-        if not with_aux:
-            return chunk
-        if not self.cfg.aux_dim:
-            raise ValueError("this policy has no auxiliary head (aux_dim 0)")
-        return chunk, self.aux(torch.cat([f] + code, dim=1))
+        return (chunk, self._aux(f, code)) if with_aux else chunk
 
     def aux_state(self, image, task=None):
         """The auxiliary head alone: image [B, 3, S, S] (+ task [B]) -> privileged state [B, E] (normalised)."""
-        code = ([nn.functional.one_hot(task, self.cfg.n_tasks).float()] if self.cfg.n_tasks else [])
-        return self.aux(torch.cat([self.cnn(image * 2 - 1)] + code, dim=1))
+        f = self.cnn(image * 2 - 1)
+        return self._aux(f, self._code(task, f))
 
 
 class BCEngine:
@@ -211,10 +216,12 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     states = torch.from_numpy(np.concatenate(states)).float()
     chunks = torch.from_numpy(np.concatenate(chunks)).float()
     tasks = torch.from_numpy(np.concatenate(tasks)).long()
-    env = None
-    if aux_weight > 0:        # [N, E], normalised over the dataset (positions in metres: scale them alike)
+    env, env_norm = None, None
+    if aux_weight > 0:        # [N, E], normalised over the demonstrations (kept in config.json)
         env = torch.from_numpy(np.concatenate([e.env_state for e in eps])).float()
-        env = (env - env.mean(0)) / env.std(0).clamp_min(1e-3)
+        mu, sd = env.mean(0), env.std(0).clamp_min(1e-3)
+        env = (env - mu) / sd
+        env_norm = {"names": ds.env_state_names, "mean": mu.tolist(), "std": sd.tolist()}
         if len(env) != len(frames):
             raise ValueError(f"{len(env)} environment-state rows for {len(frames)} frames")
     extra = None
@@ -227,8 +234,6 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
         if bad or any(e.env_state is None for e in aeps):
             raise ValueError(f"{aux_data}: every episode needs observation.environment_state and a task of {data} "
                              f"({instructions}); unknown tasks: {bad}")
-        raw = np.concatenate([e.env_state for e in eps])
-        mu, sd = torch.from_numpy(raw.mean(0)).float(), torch.from_numpy(raw.std(0)).float().clamp_min(1e-3)
         asrc = EpisodeSource(aeps, cfg.image_size, horizon, norm, True)
         extra = (torch.cat([f for f in asrc.frames]),
                  torch.from_numpy(np.concatenate([np.full(len(e.state), instructions.index(e.task)) for e in aeps])).long(),
@@ -264,7 +269,8 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     os.makedirs(out, exist_ok=True)
     save_file(pol.state_dict(), os.path.join(out, "policy.safetensors"))
     doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm.to_dict(), "data": data,
-           "episodes": len(eps), "steps": step, "minutes": minutes, "shift": shift, "aux_weight": aux_weight, "aux_data": aux_data, "final_loss": float(np.mean(losses[-50:])),
+           "episodes": len(eps), "steps": step, "minutes": minutes, "shift": shift, "aux_weight": aux_weight, "aux_data": aux_data,
+           "aux_normalization": env_norm, "final_loss": float(np.mean(losses[-50:])),
            **({"final_aux_loss": float(np.mean(aux_losses[-50:]))} if aux_losses else {})}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(doc, f, indent=2)

@@ -29,10 +29,11 @@ def _errors_cm(pred: np.ndarray, true: np.ndarray) -> List[float]:
 def localization(policy_dir: str, train, held) -> Dict[str, Dict[str, List[float]]]:
     from training.baselines.bc import BCEngine
     pol = BCEngine(policy_dir).policy
-    if not pol.cfg.aux_dim:
+    with open(os.path.join(policy_dir, "config.json")) as f:
+        norm = json.load(f).get("aux_normalization")
+    if not pol.cfg.aux_dim or not norm:
         raise ValueError(f"{policy_dir} has no auxiliary head (train it with --aux-weight)")
-    raw = np.concatenate([e.env_state for e in train])          # the normalisation train_bc used
-    mu, sd = raw.mean(0), np.maximum(raw.std(0), 1e-3)
+    mu, sd = np.asarray(norm["mean"]), np.asarray(norm["std"])
     out = {}
     for split, ds in (("train", train), ("heldout", held)):
         per_task: Dict[str, list] = {}
