@@ -32,8 +32,9 @@ def act_config(sim, model_joint_names, strategy: str = "execute_then_replan", ex
 
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: Optional[int] = None,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
-             progress: bool = True, backend: str = "torch", quantized: bool = False, camera: str = "corner2"):
-    """camera: the simulator camera the policy sees; use the one its demonstrations were collected with.
+             progress: bool = True, backend: str = "torch", quantized: bool = False, camera: Optional[str] = None):
+    """camera: the simulator camera the policy sees; use the one its demonstrations were collected with
+    (None: the one the artifact's meta names, which the trainer records for simulator data; else corner2).
     Frames are rendered at the policy's input side (engine.image_size), not resized up to it.
     The control rate is the artifact's (its demonstrations' fps); max_steps None: a 4 s episode."""
     from kairos_model.engine import load_engine
@@ -53,6 +54,11 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
         loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend, quantized=quantized)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
         control_hz = 1.0 / float(loaded.meta.get("control_dt", 0.1))
+        trained_on = loaded.meta.get("camera")
+        if camera is not None and trained_on is not None and camera != trained_on:
+            print(f"warning: evaluating from camera {camera!r}; the artifact was trained on {trained_on!r}")
+        camera = camera or trained_on
+    camera = camera or "corner2"
     rate = SimConfig.at_rate(control_hz)
     max_steps = max_steps or rate.max_steps
     per_task, lat, frames_by_task, imagined_by_task = {}, [], {}, {}
@@ -145,8 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--strategy", default="execute_then_replan")
     ap.add_argument("--execution-horizon", type=int, default=4)
     ap.add_argument("--sampler-steps", type=int, default=4)
-    ap.add_argument("--camera", default="corner2", help="Meta-World camera (the one the demonstrations were "
-                    "collected with: kairos collect --camera)")
+    ap.add_argument("--camera", default=None, help="Meta-World camera (the one the demonstrations were "
+                    "collected with: kairos collect --camera; default: the one the artifact records, else corner2)")
     ap.add_argument("--report", default="runs/evaluate")
     args = ap.parse_args(argv)
     from kairos_sim.metaworld_sim import MT10

@@ -25,7 +25,11 @@ class SourceConfig:
     kairos_ros recorder's output, converted once); for sim_expert, the dataset is collected
     there first when missing (tasks, episodes). weight: sampling share in the mixture.
     actions: use the action labels (stage III); False hides them (stage II). control_hz: for
-    sim_expert, the control rate the demonstrations are collected at (kairos collect --control-hz)."""
+    sim_expert, the control rate the demonstrations are collected at (kairos collect --control-hz).
+    camera: for sim_expert, the simulator camera its frames (and the held-out episodes') come from.
+    aux_only: the source's frames and object/goal positions (observation.environment_state) feed only
+    the stage's position loss (`aux_weight`), never the video or action loss: labelled scenes, e.g. a
+    `kairos collect --snapshots` dataset (lerobot kind), which no other role accepts."""
     kind: str
     weight: float = 1.0
     path: Optional[str] = None
@@ -35,6 +39,8 @@ class SourceConfig:
     actions: bool = False
     clips: int = 2048
     control_hz: float = 10.0
+    camera: str = "corner2"
+    aux_only: bool = False
 
 
 @dataclass
@@ -45,7 +51,11 @@ class StageConfig:
     frames of each clip predict their future per step (a random subset; fewer is cheaper per step).
     minutes: an optional wall-clock budget: the stage ends at `steps` or when it is spent, whichever
     comes first, with the learning-rate schedule following the one further along (for "same time
-    budget" comparisons and for GPU leases; a budgeted run is not step-for-step reproducible)."""
+    budget" comparisons and for GPU leases; a budgeted run is not step-for-step reproducible).
+    aux_weight > 0: a position head (training only, not exported) regresses the simulator's object and
+    goal positions from the understanding encoder's image tokens, on every frame of the stage's clips
+    that has them and on `aux_batch` frames (0: `batch`) of its aux_only sources per step, with this
+    weight; it teaches the image tokens the action expert reads where small objects are."""
     name: str
     objective: str
     sources: List[SourceConfig]
@@ -58,11 +68,17 @@ class StageConfig:
     warmup: int = 50
     anchors: int = 4          # prediction anchors drawn per clip and step (all frames: 0)
     minutes: Optional[float] = None
+    aux_weight: float = 0.0
+    aux_batch: int = 0
 
     def __post_init__(self):
+        if any(s.aux_only for s in self.sources) and self.aux_weight <= 0:
+            raise ValueError(f"stage {self.name}: aux_only sources need aux_weight > 0 (they feed only that loss)")
+        if all(s.aux_only for s in self.sources):
+            raise ValueError(f"stage {self.name}: every source is aux_only; the stage needs clips to train on")
         if self.objective not in ("video", "video+action"):
             raise ValueError(f"stage {self.name}: objective must be 'video' or 'video+action', got {self.objective!r}")
-        if self.objective == "video+action" and not any(s.actions for s in self.sources):
+        if self.objective == "video+action" and not any(s.actions and not s.aux_only for s in self.sources):
             raise ValueError(f"stage {self.name}: a video+action stage needs a source with actions: true")
 
     def frames_at(self, step: int) -> int:

@@ -37,9 +37,9 @@ from tqdm import tqdm
 from kairos_model.checkpoint import build_parts, save_checkpoint
 from kairos_model.vae import psnr
 from kairos_model.world_model import WorldModelConfig
-from training.data.lerobot import JointMapping, LeRobotDataset
-from training.data.sources import (Batch, EpisodeSource, Mixture, Normalization, PhysicsSource,
-                                   VideoFolderSource)
+from training.data.lerobot import DatasetError, JointMapping, LeRobotDataset
+from training.data.sources import (Batch, EnvNormalization, EpisodeSource, Mixture, Normalization,
+                                   PhysicsSource, PositionSource, VideoFolderSource)
 from training.recipe import RecipeConfig, SourceConfig, load_recipe
 
 
@@ -249,12 +249,28 @@ def train_loop(name: str, module: nn.Module, loss_fn: Callable, steps: int, lr: 
 
 
 # -- the world model as one trainable module (so DDP sees one forward) --------------------------------
+class PositionHead(nn.Module):
+    """The understanding encoder's image tokens of one frame [N, Mi, C] -> the simulator's object and
+    goal positions [N, E] (normalised). Training only (a stage's aux_weight): it is not part of the
+    artifact; what it leaves behind is image tokens that carry where the objects are."""
+
+    def __init__(self, tokens: int, dim: int, out: int, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(1), nn.LayerNorm(tokens * dim), nn.Linear(tokens * dim, hidden),
+                                 nn.SiLU(), nn.Linear(hidden, out))
+
+    def forward(self, image_tokens_nmc: torch.Tensor) -> torch.Tensor:
+        return self.net(image_tokens_nmc)
+
+
 class WorldModelTrainable(nn.Module):
-    def __init__(self, parts: Dict[str, nn.Module], vae: nn.Module, latent_scale: float):
+    def __init__(self, parts: Dict[str, nn.Module], vae: nn.Module, latent_scale: float,
+                 pos_head: Optional[PositionHead] = None):
         super().__init__()
         self.wm, self.und = parts["world_model"], parts["understanding"]
         self.vae = [vae]                     # frozen, not a submodule (not trained, not synced, not saved)
         self.latent_scale = latent_scale
+        self.pos_head = pos_head
 
     @property
     def device(self) -> torch.device:
@@ -276,7 +292,15 @@ class WorldModelTrainable(nn.Module):
         img = self.und.encode_image(frames_btchw.flatten(0, 1)).unflatten(0, (B, T))  # [B, T, Mi, C]
         return torch.cat([text.unsqueeze(1).expand(B, T, *text.shape[1:]), img], dim=2)
 
-    def forward(self, batch: Batch, generator: torch.Generator, with_actions: bool, anchors: int = 0):
+    def positions(self, frames_nchw: torch.Tensor) -> torch.Tensor:
+        """Single frames [N, 3, S, S] -> predicted environment state [N, E] (normalised)."""
+        return self.pos_head(self.und.encode_image(frames_nchw.to(self.device)))
+
+    def forward(self, batch: Batch, generator: torch.Generator, with_actions: bool, anchors: int = 0,
+                aux_weight: float = 0.0, aux=None):
+        """The world model's loss on the batch's clips; with aux_weight > 0 plus that weight times the
+        position loss (MSE, normalised units) on the clips' frames that carry env_state and on the
+        aux_only frames `aux` = (frames [N, 3, S, S], env_state [N, E], texts), averaged over the two."""
         dev = next(self.wm.parameters()).device
         frames = batch.frames.to(dev)
         lat = self.latents(frames)
@@ -286,7 +310,24 @@ class WorldModelTrainable(nn.Module):
         idx = None
         if 0 < anchors < n:
             idx = torch.randperm(n, generator=generator)[:anchors].sort().values.to(dev)
-        return self.wm.loss(lat, batch.proprio.to(dev), und, acts, anchors=idx, generator=generator)
+        loss, parts = self.wm.loss(lat, batch.proprio.to(dev), und, acts, anchors=idx, generator=generator)
+        if aux_weight > 0:
+            terms = []
+            if batch.env_state is not None:
+                img = und[:, :, self.und.cfg.text_tokens:]                               # [B, T, Mi, C]
+                pred = self.pos_head(img.flatten(0, 1)).float()                          # [B*T, E]
+                err = (pred - batch.env_state.to(dev).flatten(0, 1)).pow(2).mean(1)
+                w = batch.valid.to(dev).flatten().float()
+                terms.append((err * w).sum() / w.sum().clamp_min(1))
+            if aux is not None:
+                terms.append((self.positions(aux[0]).float() - aux[1].to(dev)).pow(2).mean())
+            if not terms:
+                raise ValueError("aux_weight > 0, but neither the clips nor an aux_only source carry "
+                                 "environment states")
+            lp = sum(terms) / len(terms)
+            parts["position"] = lp.detach()
+            loss = loss + aux_weight * lp
+        return loss, parts
 
 
 def _rng(seed: int, rank: int, stage: int, step: int, micro: int):
@@ -298,7 +339,8 @@ def _rng(seed: int, rank: int, stage: int, step: int, micro: int):
 def _ensure_sim_dataset(src: SourceConfig, out: str, D: Dist, sync: bool = True) -> str:
     path = src.path or os.path.join(out, "data", "_".join(t.replace("-v3", "") for t in src.tasks)[:80]
                                     + f"_{src.episodes}ep_v{src.first_variation}"
-                                    + ("" if src.control_hz == 10 else f"_{src.control_hz:g}hz"))
+                                    + ("" if src.control_hz == 10 else f"_{src.control_hz:g}hz")
+                                    + ("" if src.camera == "corner2" else f"_{src.camera}"))
     if D.main and not os.path.isfile(os.path.join(path, "meta", "info.json")):
         import subprocess
         shutil.rmtree(path, ignore_errors=True)          # a half-written collection is redone
@@ -306,7 +348,7 @@ def _ensure_sim_dataset(src: SourceConfig, out: str, D: Dist, sync: bool = True)
         # in a child process: the software GL (Mesa llvmpipe) state then never shares a process with training
         subprocess.run([sys.executable, "-m", "training.collect", "--tasks", *src.tasks, "--episodes",
                         str(src.episodes), "--first-variation", str(src.first_variation), "--out", path,
-                        "--control-hz", str(src.control_hz)], check=True)
+                        "--control-hz", str(src.control_hz), "--camera", src.camera], check=True)
     if sync:
         D.barrier()
     return path
@@ -339,7 +381,14 @@ def episodes_control_dt(eps) -> float:
     return 1.0 / rates[0] if rates else 0.1
 
 
-def load_episodes(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True):
+def source_key(src: SourceConfig) -> tuple:
+    return (src.kind, src.path, tuple(src.tasks), src.episodes, src.first_variation, src.control_hz, src.camera)
+
+
+def open_dataset(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True) -> LeRobotDataset:
+    """The source's LeRobot dataset (collected or converted first where the kind asks for it), checked
+    against its role: a snapshot dataset (separate scenes, not trajectories) only as aux_only, and a
+    dataset that records its camera only under the camera the source names."""
     if src.kind == "sim_expert":
         path = _ensure_sim_dataset(src, out, D, sync)
     elif src.kind == "rosbag":
@@ -347,20 +396,38 @@ def load_episodes(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool 
     else:
         path = src.path
     ds = LeRobotDataset(path, mapping=JointMapping(joint_names))
-    return list(ds)
+    if ds.snapshots and not src.aux_only:
+        raise DatasetError(f"{path} is a snapshot dataset (each frame a different scene, `kairos collect "
+                           "--snapshots`): it can only feed the position loss, as a source with aux_only: true")
+    cam = ds.kairos_info.get("camera")
+    if src.kind == "sim_expert" and cam is not None and cam != src.camera:
+        raise DatasetError(f"{path} was collected from camera {cam!r}, the recipe's source says {src.camera!r}")
+    return ds
+
+
+def load_episodes(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True):
+    return list(open_dataset(src, out, joint_names, D, sync))
 
 
 def build_source(src: SourceConfig, recipe: RecipeConfig, cfg: WorldModelConfig, size: int, norm, D: Dist,
-                 episodes_cache: dict):
+                 episodes_cache: dict, env_norm: Optional[EnvNormalization] = None):
+    """A stage's batch source; env_norm (a stage with a position loss): episode sources whose episodes
+    record environment states return them, and an aux_only source becomes a PositionSource."""
+    if src.aux_only and src.kind not in ("lerobot", "sim_expert"):
+        raise ValueError(f"an aux_only source must be lerobot or sim_expert data with environment states, got {src.kind!r}")
     if src.kind == "synthetic_physics":
         return PhysicsSource(size, recipe.seed, cfg.proprio_dim, clips=max(src.clips, 1))
     if src.kind == "video_folder":
         return VideoFolderSource(src.path, size, cfg.proprio_dim)
     if src.kind in ("lerobot", "sim_expert", "rosbag"):
-        key = (src.kind, src.path, tuple(src.tasks), src.episodes, src.first_variation, src.control_hz)
+        key = source_key(src)
         if key not in episodes_cache:
             episodes_cache[key] = load_episodes(src, recipe.out, recipe.joint_names, D)
-        return EpisodeSource(episodes_cache[key], size, cfg.action_horizon, norm, src.actions)
+        eps = episodes_cache[key]
+        if src.aux_only:
+            return PositionSource(eps, size, env_norm)
+        with_env = env_norm is not None and all(e.env_state is not None for e in eps)
+        return EpisodeSource(eps, size, cfg.action_horizon, norm, src.actions, env_norm if with_env else None)
     raise ValueError(f"unknown source kind {src.kind!r}: synthetic_physics, video_folder, lerobot, rosbag or sim_expert")
 
 
@@ -423,6 +490,58 @@ def eval_actions(tr: WorldModelTrainable, episodes, norm: Normalization, size: i
         base.append(np.abs(mean_action - true).mean())
     return {"action_mae_rad": float(np.mean(errs)), "mean_action_mae_rad": float(np.mean(base)),
             "heldout_episodes": len(episodes), "sampler_steps": steps}
+
+
+@torch.no_grad()
+def eval_positions(tr: WorldModelTrainable, episodes, env_norm: EnvNormalization, size: int) -> dict:
+    """The position head on held-out episodes' frames: mean absolute error per environment-state column
+    (m) and the mean Euclidean error per object (columns grouped by name before the last '_', e.g.
+    object_x/y/z -> object) in cm, beside always answering the training mean."""
+    src = PositionSource(episodes, size, env_norm)
+    pred = torch.cat([tr.positions(src.frames[i:i + 256]).float().cpu() for i in range(0, len(src), 256)])
+    pred = pred.double().numpy() * env_norm.std + env_norm.mean
+    true = src.env.double().numpy() * env_norm.std + env_norm.mean
+    out = {"frames": len(src), "mae_m": dict(zip(env_norm.names, np.abs(pred - true).mean(0).tolist())),
+           "mean_baseline_mae_m": dict(zip(env_norm.names, np.abs(env_norm.mean - true).mean(0).tolist()))}
+    groups: Dict[str, List[int]] = {}
+    for i, n in enumerate(env_norm.names):
+        groups.setdefault(n.rsplit("_", 1)[0], []).append(i)
+    out["error_cm"] = {g: float(100 * np.linalg.norm(pred[:, ix] - true[:, ix], axis=1).mean()) for g, ix in groups.items()}
+    out["mean_baseline_error_cm"] = {g: float(100 * np.linalg.norm(env_norm.mean[ix] - true[:, ix], axis=1).mean())
+                                     for g, ix in groups.items()}
+    return out
+
+
+def stage_env_norms(recipe: RecipeConfig, cache: dict, D: Dist) -> Dict[str, EnvNormalization]:
+    """For each stage with a position loss: the environment-state normalisation over its LeRobot /
+    sim_expert sources that record one (aux_only sources must). Fills `cache` with their episodes."""
+    out = {}
+    for st in recipe.stages:
+        if st.aux_weight <= 0:
+            continue
+        names, eps = None, []
+        for s in st.sources:
+            if s.kind not in ("lerobot", "sim_expert"):
+                continue
+            ds = open_dataset(s, recipe.out, recipe.joint_names, D)
+            key = source_key(s)
+            if key not in cache:
+                cache[key] = list(ds)
+            if ds.env_state_names is None:
+                if s.aux_only:
+                    raise DatasetError(f"stage {st.name}: aux_only source {ds.root} records no "
+                                       "observation.environment_state")
+                continue
+            if names is not None and ds.env_state_names != names:
+                raise DatasetError(f"stage {st.name}: {ds.root} names its environment state "
+                                   f"{ds.env_state_names}, another source {names}")
+            names = ds.env_state_names
+            eps += cache[key]
+        if names is None:
+            raise DatasetError(f"stage {st.name}: aux_weight > 0 but none of its sources records "
+                               "observation.environment_state (`kairos collect` does)")
+        out[st.name] = EnvNormalization.from_episodes(names, eps)
+    return out
 
 
 # -- the run --------------------------------------------------------------------------------------------
@@ -526,11 +645,11 @@ def run(recipe: RecipeConfig, args) -> dict:
     parts = build_parts(cfg)
     cache: dict = {}
     # normalisation from the stage-III (action) sources
-    act_sources = [s for st in recipe.stages for s in st.sources if s.actions]
+    act_sources = [s for st in recipe.stages for s in st.sources if s.actions and not s.aux_only]
     if act_sources:
         eps = []
         for s in act_sources:
-            key = (s.kind, s.path, tuple(s.tasks), s.episodes, s.first_variation, s.control_hz)
+            key = source_key(s)
             if key not in cache:
                 cache[key] = load_episodes(s, recipe.out, recipe.joint_names, D)
             eps += cache[key]
@@ -557,8 +676,15 @@ def run(recipe: RecipeConfig, args) -> dict:
         parts["vae"].eval().requires_grad_(False)
     else:
         latent_scale = _vae_stage(recipe, parts["vae"], D, args, norm)
+    env_norms = stage_env_norms(recipe, cache, D)
+    pos_head = None
+    if env_norms:
+        widths = {len(n.names) for n in env_norms.values()}
+        if len(widths) > 1:
+            raise DatasetError(f"the stages' environment states differ in width: {sorted(widths)}")
+        pos_head = PositionHead(cfg.und.image_tokens, cfg.dim, widths.pop())
     vae = parts["vae"].to(D.device)
-    tr = WorldModelTrainable(parts, vae, latent_scale).to(D.device)
+    tr = WorldModelTrainable(parts, vae, latent_scale, pos_head).to(D.device)
     stage_names = [s.name for s in recipe.stages]
     only = args.only or stage_names
     results: Dict[str, dict] = {}
@@ -566,14 +692,20 @@ def run(recipe: RecipeConfig, args) -> dict:
     for si, st in enumerate(recipe.stages):
         if st.name not in only or args.eval_only:
             continue
-        srcs = [build_source(s, recipe, cfg, st.resolution, norm, D, cache) for s in st.sources]
-        mix = Mixture(srcs, [s.weight for s in st.sources])
+        env_norm = env_norms.get(st.name)
+        srcs = [build_source(s, recipe, cfg, st.resolution, norm, D, cache, env_norm) for s in st.sources]
+        mix = Mixture([x for x, s in zip(srcs, st.sources) if not s.aux_only],
+                      [s.weight for s in st.sources if not s.aux_only])
+        aux_srcs = [x for x, s in zip(srcs, st.sources) if s.aux_only]
         with_actions = st.objective == "video+action"
 
-        def loss_fn(model, step, micro, st=st, mix=mix, si=si, with_actions=with_actions):
+        def loss_fn(model, step, micro, st=st, mix=mix, si=si, with_actions=with_actions, aux_srcs=aux_srcs):
             rng, gen = _rng(recipe.seed, D.rank, si + 1, step, micro)
             b = mix.sample(rng, st.batch, st.frames_at(step))
-            return model(b, gen, with_actions, st.anchors)
+            aux = None
+            if aux_srcs:
+                aux = aux_srcs[int(rng.integers(len(aux_srcs)))].sample(rng, st.aux_batch or st.batch)
+            return model(b, gen, with_actions, st.anchors, st.aux_weight, aux)
 
         res = train_loop(f"stage {st.name}", tr, loss_fn, st.steps, st.lr, st.warmup,
                          os.path.join(recipe.out, st.name), D, grad_accum=st.grad_accum,
@@ -613,9 +745,16 @@ def run(recipe: RecipeConfig, args) -> dict:
         held = []
         for s in act_srcs:
             hs = SourceConfig(kind="sim_expert", tasks=s.tasks, episodes=max(1, recipe.eval_episodes // max(1, len(s.tasks))),
-                              first_variation=TEST_VARIATIONS, actions=True)
+                              first_variation=TEST_VARIATIONS, actions=True, camera=s.camera)
             held += load_episodes(hs, recipe.out, recipe.joint_names, D, sync=False)
         metrics["actions"] = eval_actions(tr, held, norm, recipe.stages[-1].resolution)
+        if pos_head is not None and not args.eval_only:
+            last = [st.name for st in recipe.stages if st.name in env_norms][-1]
+            if all(e.env_state is not None for e in held):
+                metrics["positions"] = eval_positions(tr, held, env_norms[last], recipe.stages[-1].resolution)
+            else:
+                print("held-out episodes lack environment states (collected before they were recorded): "
+                      "the position head is not evaluated")
     art = os.path.join(recipe.out, "artifact")
     if args.eval_only:
         with open(os.path.join(art, "config.json")) as f:
@@ -628,11 +767,12 @@ def run(recipe: RecipeConfig, args) -> dict:
         _print_metrics(metrics)
         return metrics
     instr = sorted({e.task for eps in cache.values() for e in eps})
+    cams = sorted({s.camera for st in recipe.stages for s in st.sources if s.kind == "sim_expert"})
     save_checkpoint(art, cfg, {"world_model": tr.wm, "vae": vae, "understanding": tr.und}, meta={
         "joint_names": recipe.joint_names, "latent_scale": latent_scale, **norm.to_dict(),
         "instructions": instr, "recipe": recipe.name, "stages": [s for s in stage_names if s in only],
         "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "torch": torch.__version__, "control_dt": control_dt})
+        "torch": torch.__version__, "control_dt": control_dt, **({"camera": cams[0]} if len(cams) == 1 else {})})
     with open(os.path.join(recipe.out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     _print_metrics(metrics)
@@ -653,6 +793,10 @@ def _print_metrics(m: dict) -> None:
         a = m["actions"]
         print(f"stage III action error (held-out episodes, {a['heldout_episodes']}): model {a['action_mae_rad']:.4f} rad,"
               f" mean-action baseline {a['mean_action_mae_rad']:.4f} rad")
+    if "positions" in m:
+        p = m["positions"]
+        print(f"position head (held-out frames, {p['frames']}): " + ", ".join(
+            f"{g} {e:.1f} cm (mean baseline {p['mean_baseline_error_cm'][g]:.1f})" for g, e in p["error_cm"].items()))
 
 
 def main(argv=None) -> int:
@@ -681,7 +825,7 @@ def main(argv=None) -> int:
     if args.data:
         for st in recipe.stages:
             for s in st.sources:
-                if s.actions:
+                if s.actions and not s.aux_only:
                     s.kind, s.path = "lerobot", args.data
     if args.stop_after is not None and args.stop_stage is None:
         args.stop_stage = recipe.stages[0].name if recipe.stages else "vae"

@@ -130,9 +130,13 @@ class LeRobotWriter:
 
     def __init__(self, root: str, fps: float, state_names: Sequence[str], action_names: Sequence[str],
                  camera_keys: Sequence[str] = ("observation.images.cam",), robot_type: str = "sawyer",
-                 image_shape: Sequence[int] = (64, 64, 3), env_state_names: Optional[Sequence[str]] = None):
+                 image_shape: Sequence[int] = (64, 64, 3), env_state_names: Optional[Sequence[str]] = None,
+                 kairos_info: Optional[dict] = None):
         """env_state_names: when given, every episode carries env_state [T, len(names)], written as
-        observation.environment_state."""
+        observation.environment_state. kairos_info: this project's facts about the data, written under
+        info.json's "kairos" key (e.g. {"camera": "corner2"}; {"snapshots": true} marks a dataset whose
+        "episodes" are not trajectories: each frame is a different scene, see `kairos collect --snapshots`)."""
+        self.kairos_info = dict(kairos_info or {})
         self.env_state_names = None if env_state_names is None else list(env_state_names)
         if os.path.exists(os.path.join(root, "meta", "info.json")):
             raise FileExistsError(f"{root} already holds a dataset; choose another --out")
@@ -221,6 +225,8 @@ class LeRobotWriter:
                 "total_videos": n * len(self.camera_keys), "total_chunks": (n + CHUNK - 1) // CHUNK,
                 "chunks_size": CHUNK, "fps": self.fps, "splits": {"train": f"0:{n}"},
                 "data_path": DATA_PATH, "video_path": VIDEO_PATH, "features": feats}
+        if self.kairos_info:
+            info["kairos"] = self.kairos_info
         with open(os.path.join(self.root, "meta", "info.json"), "w") as f:
             json.dump(info, f, indent=2)
 
@@ -258,6 +264,9 @@ class LeRobotDataset:
                                f"supported (v2.x is)")
         self.root = root
         self.fps = float(self.info["fps"])
+        self.kairos_info = dict(self.info.get("kairos") or {})
+        # a snapshot dataset's frames are separate scenes, not trajectories: per-frame supervision only
+        self.snapshots = bool(self.kairos_info.get("snapshots", False))
         feats = self.info["features"]
         for key in ("observation.state", "action"):
             if key not in feats:

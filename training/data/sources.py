@@ -7,6 +7,7 @@ exactly the batches an uninterrupted one would.
   PhysicsSource      stage I: synthetic physics video with captions (training/data/synthetic_physics.py)
   VideoFolderSource  stage I/II: a folder of mp4/webm/mkv files, caption from <name>.txt when present
   EpisodeSource      stage II (actions hidden) / III (actions): LeRobot episodes, e.g. from `kairos collect`
+  PositionSource     single frames with the simulator's object/goal positions, for a stage's position loss
 
 Joint vectors are normalised with the stage-III statistics (`Normalization`); video-only clips carry
 zero joints and no actions (the paper's stage I/II objective is video only).
@@ -28,12 +29,39 @@ from training.data.lerobot import DatasetError, Episode, read_video
 @dataclass
 class Batch:
     """frames [B, T, 3, S, S] in [0, 1]; texts [B]; proprio [B, T, J] (normalised); actions
-    [B, T, H, A] (normalised chunk starting at each frame) or None; valid [B, T] (False on padding)."""
+    [B, T, H, A] (normalised chunk starting at each frame) or None; valid [B, T] (False on padding);
+    env_state [B, T, E] (the simulator's object/goal positions, normalised) where the source has them
+    and the stage asks for them, else None."""
     frames: torch.Tensor
     texts: List[str]
     proprio: torch.Tensor
     actions: Optional[torch.Tensor]
     valid: torch.Tensor
+    env_state: Optional[torch.Tensor] = None
+
+
+@dataclass
+class EnvNormalization:
+    """Mean/std [E] of observation.environment_state over a stage's data (std floored at 1 cm), for the
+    position loss; names: its columns."""
+    names: List[str]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def from_episodes(cls, names: Sequence[str], episodes: Sequence[Episode]) -> "EnvNormalization":
+        lacking = [e.index for e in episodes if e.env_state is None]
+        if lacking:
+            raise DatasetError(f"the position loss needs observation.environment_state in every episode; "
+                               f"episodes {lacking[:10]} lack it (recollect with `kairos collect`)")
+        x = np.concatenate([e.env_state for e in episodes]).astype(np.float64)
+        return cls(list(names), x.mean(0), np.maximum(x.std(0), 1e-2))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.std
+
+    def to_dict(self) -> dict:
+        return {"names": self.names, "mean": self.mean.tolist(), "std": self.std.tolist()}
 
 
 @dataclass
@@ -138,13 +166,17 @@ class EpisodeSource:
     """Episodes (frames from their first camera). actions=False hides the labels (stage II)."""
 
     def __init__(self, episodes: Sequence[Episode], size: int, horizon: int, norm: Normalization,
-                 actions: bool):
+                 actions: bool, env_norm: Optional[EnvNormalization] = None):
+        """env_norm: also return each frame's normalised environment state (every episode must have it)."""
         if not episodes:
             raise DatasetError("an episode source with no episodes")
         self.eps = list(episodes)
         self.frames = [_resize(torch.from_numpy(next(iter(e.frames.values()))).permute(0, 3, 1, 2).float()
                                .div_(255), size) for e in self.eps]
         self.H, self.norm, self.use_actions = horizon, norm, actions
+        self.env_norm = env_norm
+        if env_norm is not None:
+            EnvNormalization.from_episodes(env_norm.names, self.eps)          # every episode has it
 
     def chunks(self, ep: Episode) -> np.ndarray:
         """[T, H, A] normalised action chunk starting at each step (held at the last action); with a
@@ -165,18 +197,43 @@ class EpisodeSource:
         return x, st, ch, valid, ep.task
 
     def sample(self, rng: np.random.Generator, batch: int, frames: int) -> Batch:
-        xs, sts, chs, vs, texts = [], [], [], [], []
+        xs, sts, chs, vs, texts, envs = [], [], [], [], [], []
         for _ in range(batch):
             i = int(rng.integers(len(self.eps)))
             T = len(self.eps[i].state)
             start = int(rng.integers(0, max(1, T - frames + 1)))
             x, st, ch, v, task = self.clip(i, frames, start)
             xs.append(x); sts.append(st); chs.append(ch); vs.append(v); texts.append(task)
+            if self.env_norm is not None:
+                envs.append(_pad_to(self.env_norm.apply(self.eps[i].env_state[start:start + frames]), frames))
         proprio = torch.from_numpy(np.stack(sts)).float()
         acts = torch.from_numpy(np.stack(chs)).float() if self.use_actions else None
         if not self.use_actions:
             proprio = torch.zeros_like(proprio)
-        return Batch(torch.from_numpy(np.stack(xs)), texts, proprio, acts, torch.from_numpy(np.stack(vs)))
+        env = torch.from_numpy(np.stack(envs)).float() if envs else None
+        return Batch(torch.from_numpy(np.stack(xs)), texts, proprio, acts, torch.from_numpy(np.stack(vs)), env)
+
+
+class PositionSource:
+    """Single labelled frames for the position loss: every frame of the given episodes (a snapshot
+    dataset's scenes, or demonstrations) with its normalised environment state.
+    sample -> (frames [B, 3, S, S] in [0, 1], env_state [B, E], texts [B])."""
+
+    def __init__(self, episodes: Sequence[Episode], size: int, env_norm: EnvNormalization):
+        if not episodes:
+            raise DatasetError("a position source with no episodes")
+        EnvNormalization.from_episodes(env_norm.names, episodes)               # every episode has it
+        self.frames = torch.cat([_resize(torch.from_numpy(next(iter(e.frames.values()))).permute(0, 3, 1, 2)
+                                         .float().div_(255), size) for e in episodes])
+        self.env = torch.from_numpy(np.concatenate([env_norm.apply(e.env_state) for e in episodes])).float()
+        self.texts = [e.task for e in episodes for _ in range(len(e.state))]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def sample(self, rng: np.random.Generator, batch: int):
+        idx = rng.integers(len(self.frames), size=batch)
+        return self.frames[idx], self.env[idx], [self.texts[i] for i in idx]
 
 
 class Mixture:
