@@ -11,9 +11,12 @@
 # Two recipes at once on one GPU (an ablation pair in one lease): install the wheels once
 # (DEVICE_SITE_READY=1 then skips it) and start two of these with different OUTDIRs; torchrun runs
 # --standalone, so each picks its own free port.
-# Checked end to end on a CPU (2026-11-26) with a 3-step recipe, a stand-in nvidia-smi and python3 on
-# PATH pointing at the venv: the parts rejoin to the printed sha256. Ran on an H200 (2026-11-27):
-# 453 s for the whole command, carry [.whl, runs/mt10_cpu/data, runs/mt10_gpu_relative/data].
+# Checked end to end on a CPU (2026-11-26, and again 2026-11-27 with the tar) with a 3-step recipe, a
+# stand-in nvidia-smi and python3 on PATH running the venv: the parts rejoin to the printed sha256.
+# Ran on an H200 (2026-11-27): 453 s for the whole command, carry [.whl, runs/mt10_cpu/data,
+# runs/mt10_gpu_relative/data]; then twice as a pair (mt10_gpu_ws_aux.yaml beside mt10_gpu_ws.yaml,
+# 372 s and 285 s, carry [.whl_av (PyAV alone: with fla the carry was over 64 MiB), runs/mt10_ws/demos,
+# runs/mt10_ws/scenes, runs/mt10_gpu_ws_aux/data]; README "On a GPU").
 set -u
 RECIPE=$1
 OUT=${2:-${OUT:-runs/device_train}}

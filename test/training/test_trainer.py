@@ -76,6 +76,11 @@ def test_the_shipped_recipes_parse():
         assert r.init_from == load_recipe("training/recipes/stage1_sharp_cpu.yaml").out + "/artifact"
         assert [s.objective for s in r.stages] == ["video", "video+action"]
         assert all(len(s.sources[0].tasks) == 10 for s in r.stages)
+    aux, plain = load_recipe("training/recipes/mt10_gpu_ws_aux.yaml"), load_recipe("training/recipes/mt10_gpu_ws.yaml")
+    (sa, pa_), (sp,) = aux.stages[0].sources, plain.stages[0].sources   # the pair differs only in the position loss
+    assert sa.camera == sp.camera == "workspace" and pa_.aux_only and aux.stages[0].aux_weight > 0
+    assert plain.stages[0].aux_weight == 0 and (aux.stages[0].batch, aux.stages[0].minutes) == (
+        plain.stages[0].batch, plain.stages[0].minutes) and aux.model == plain.model and aux.seed == plain.seed
     r = load_recipe("training/recipes/mt10_cpu_10demos_videos.yaml")   # II on 40 videos, III on 10 demos' actions
     assert [s.name for s in r.stages] == ["II", "III"] and r.renormalize
     assert r.init_from == "artifacts/tiny_button_press"
