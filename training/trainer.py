@@ -496,7 +496,9 @@ def eval_actions(tr: WorldModelTrainable, episodes, norm: Normalization, size: i
 def eval_positions(tr: WorldModelTrainable, episodes, env_norm: EnvNormalization, size: int) -> dict:
     """The position head on held-out episodes' frames: mean absolute error per environment-state column
     (m) and the mean Euclidean error per object (columns grouped by name before the last '_', e.g.
-    object_x/y/z -> object) in cm, beside always answering the training mean."""
+    object_x/y/z -> object) in cm, beside always answering the training mean; and the same on each
+    episode's first frame alone (first_frame_error_cm), before the expert's motion can give a target
+    away (later frames of an expert trajectory show where the arm goes, which a policy cannot use)."""
     src = PositionSource(episodes, size, env_norm)
     pred = torch.cat([tr.positions(src.frames[i:i + 256]).float().cpu() for i in range(0, len(src), 256)])
     pred = pred.double().numpy() * env_norm.std + env_norm.mean
@@ -509,6 +511,11 @@ def eval_positions(tr: WorldModelTrainable, episodes, env_norm: EnvNormalization
     out["error_cm"] = {g: float(100 * np.linalg.norm(pred[:, ix] - true[:, ix], axis=1).mean()) for g, ix in groups.items()}
     out["mean_baseline_error_cm"] = {g: float(100 * np.linalg.norm(env_norm.mean[ix] - true[:, ix], axis=1).mean())
                                      for g, ix in groups.items()}
+    first = np.cumsum([0] + [len(e.state) for e in episodes[:-1]])              # each episode's first frame
+    out["first_frame_error_cm"] = {g: float(100 * np.linalg.norm(pred[first][:, ix] - true[first][:, ix], axis=1).mean())
+                                   for g, ix in groups.items()}
+    out["first_frame_mean_baseline_error_cm"] = {
+        g: float(100 * np.linalg.norm(env_norm.mean[ix] - true[first][:, ix], axis=1).mean()) for g, ix in groups.items()}
     return out
 
 
@@ -796,7 +803,9 @@ def _print_metrics(m: dict) -> None:
     if "positions" in m:
         p = m["positions"]
         print(f"position head (held-out frames, {p['frames']}): " + ", ".join(
-            f"{g} {e:.1f} cm (mean baseline {p['mean_baseline_error_cm'][g]:.1f})" for g, e in p["error_cm"].items()))
+            f"{g} {e:.1f} cm (mean baseline {p['mean_baseline_error_cm'][g]:.1f})" for g, e in p["error_cm"].items())
+              + "; first frames: " + ", ".join(f"{g} {e:.1f} cm (mean baseline {p['first_frame_mean_baseline_error_cm'][g]:.1f})"
+                                             for g, e in p["first_frame_error_cm"].items()))
 
 
 def main(argv=None) -> int:

@@ -102,3 +102,34 @@ def test_ema_mix_interpolates_between_the_trained_and_the_starting_weights(tmp_p
     assert res[0.0]["heldout_episodes"] == 1
     assert res[0.0]["action_mae_rad"] < 0.5 * res[0.0]["mean_action_mae_rad"]   # the trained model
     assert res[1.0]["action_mae_rad"] > 2 * res[0.0]["action_mae_rad"]          # its action head gone
+
+
+def test_privileged_policy_runs_on_positions_estimated_from_the_camera(tmp_path):
+    """`--estimator`: the MLP trains on the true `positions` (with noise) and runs on those a BC
+    policy's position head reads from each rendered frame; the estimate's error is measured against
+    the simulator's, and without `positions` among the inputs an estimator is refused."""
+    import pytest
+    from kairos_sim.metaworld_sim import ENV_STATE_NAMES, JOINT_NAMES, MetaWorldSim, SimConfig
+    from training.baselines.bc import train_bc
+    from training.collect import collect
+    from training.experiments.privileged_bc import PositionEstimator, PrivilegedBCConfig, features, run
+    task = "reach-v3"
+    collect([task], 3, str(tmp_path / "demos"), camera="workspace", progress=False)
+    train_bc(str(tmp_path / "demos"), str(tmp_path / "bc"), minutes=0.1, joint_names=JOINT_NAMES, shift=0,
+             aux_weight=1.0)
+    est = PositionEstimator(str(tmp_path / "bc"))
+    assert est.names == ENV_STATE_NAMES
+    cfg = PrivilegedBCConfig(inputs=["joints", "hand", "positions"], iters=200, train_noise=0.02, relative=True)
+    assert cfg.columns("positions") == list(range(12, 18)) and cfg.columns("goal") == []
+    res = run(task, demos=3, episodes=2, cfg=cfg, estimator=est, camera="workspace")
+    assert len(res["episodes"]) == 2 and res["camera"] == "workspace"
+    obj, goal = res["estimate_error_cm"]
+    assert 0 < obj < 100 and 0 < goal < 100                 # a real estimate: neither exact nor absurd
+    with MetaWorldSim(SimConfig(task=task)) as sim:
+        sim.reset(0)
+        truth = features(sim, cfg.inputs)
+        assert truth.shape == (18,)
+        np.testing.assert_array_equal(features(sim, cfg.inputs, np.zeros(6))[12:], np.zeros(6))
+    with pytest.raises(ValueError, match="positions"):
+        run(task, demos=1, episodes=1, cfg=PrivilegedBCConfig(inputs=["joints"], iters=1), estimator=est,
+            camera="workspace")

@@ -144,7 +144,7 @@ def test_a_recipe_with_labelled_scenes_trains_evaluates_its_head_and_records_its
     assert "position head" in r.stdout
     m = json.load(open(tmp_path / "run" / "metrics.json"))
     pos = m["positions"]
-    assert set(pos["error_cm"]) == {"object", "goal"} and pos["frames"] > 0
+    assert set(pos["error_cm"]) == set(pos["first_frame_error_cm"]) == {"object", "goal"} and pos["frames"] > 0
     assert all(np.isfinite(v) and v > 0 for v in pos["error_cm"].values())
     meta = json.load(open(tmp_path / "run" / "artifact" / "config.json"))["meta"]
     assert meta["camera"] == "workspace"

@@ -7,13 +7,21 @@ two limits of the pixel policies:
 - the control interface: the same policy at 10 Hz and at 40 Hz (`--control-hz 10 40`; joint waypoints
   every 100 ms or every 25 ms, the same 4 s episodes);
 - perception: `--inputs joints hand` leaves out the objects and the goal, which is all a policy that
-  cannot find them in its camera frame has.
+  cannot find them in its camera frame has;
+- perception as it can be learned: `--inputs joints hand positions --estimator BC_ARTIFACT` trains
+  on the true first-object and goal positions (`positions`, the 6 values `kairos collect` records as
+  observation.environment_state; `--train-noise` adds Gaussian noise to them in training) but runs
+  on the positions the BC policy's position head (`kairos train-bc --aux-weight`) reads from the
+  camera frame of each control step: how far a policy gets on estimated state.
 
     python -m training.experiments.privileged_bc --tasks push-v3 --control-hz 10 40
     python -m training.experiments.privileged_bc --tasks push-v3 --inputs joints hand
+    python -m training.experiments.privileged_bc --tasks MT10 --relative --inputs joints hand positions \
+        --estimator runs/bc_mt10_ws_aux --camera workspace --train-noise 0.02
 
 Inputs (Meta-World's observation vector, current frame): joints [8] (JOINT_NAMES), hand [4] (hand
-position and gripper opening), objects [14] (up to two objects: position and quaternion each), goal [3].
+position and gripper opening), objects [14] (up to two objects: position and quaternion each), goal [3],
+positions [6] (first object's and goal's position, MetaWorldSim.env_state).
 """
 from __future__ import annotations
 
@@ -29,15 +37,18 @@ import torch.nn as nn
 
 from training.data.sources import chunk_targets
 
-GROUPS = ("joints", "hand", "objects", "goal")
+GROUPS = ("joints", "hand", "objects", "goal", "positions")
+SIZES = {"joints": 8, "hand": 4, "objects": 14, "goal": 3, "positions": 6}
 
 
 @dataclass
 class PrivilegedBCConfig:
     """inputs: which GROUPS the policy sees. horizon: chunk length [H] in control steps. hidden: MLP width.
     relative: predict the chunk as offsets from the current joints instead of absolute targets.
-    iters / batch / lr: training (Adam on normalised targets; a few seconds on one core)."""
-    inputs: List[str] = field(default_factory=lambda: list(GROUPS))
+    iters / batch / lr: training (Adam on normalised targets; a few seconds on one core).
+    train_noise: std (m) of Gaussian noise added to the `positions` inputs of each training batch (a
+    policy meant to run on estimated positions learns to tolerate their error)."""
+    inputs: List[str] = field(default_factory=lambda: list(GROUPS[:4]))
     horizon: int = 8
     hidden: int = 256
     relative: bool = False
@@ -45,26 +56,65 @@ class PrivilegedBCConfig:
     batch: int = 64
     lr: float = 1e-3
     seed: int = 0
+    train_noise: float = 0.0
+
+    def columns(self, group: str) -> List[int]:
+        """Indices of one input group in the feature vector."""
+        start = 0
+        for g in self.inputs:
+            if g == group:
+                return list(range(start, start + SIZES[g]))
+            start += SIZES[g]
+        return []
 
 
-def features(sim, inputs) -> np.ndarray:
-    """The chosen input groups of the simulator's current state, concatenated [F] (joints first)."""
+def features(sim, inputs, positions: Optional[np.ndarray] = None) -> np.ndarray:
+    """The chosen input groups of the simulator's current state, concatenated [F] (joints first);
+    positions [6]: use these (an estimate) for the `positions` group instead of the simulator's."""
     o = sim._obs_vec
-    parts = {"joints": sim.joints(), "hand": o[0:4], "objects": o[4:18], "goal": o[-3:]}
+    parts = {"joints": sim.joints(), "hand": o[0:4], "objects": o[4:18], "goal": o[-3:],
+             "positions": sim.env_state() if positions is None else positions}
     unknown = set(inputs) - set(parts)
     if unknown:
         raise ValueError(f"unknown input groups {sorted(unknown)}; choose from {list(GROUPS)}")
     return np.concatenate([np.asarray(parts[g], np.float64) for g in inputs])
 
 
+class PositionEstimator:
+    """The position head of a BC policy trained with `kairos train-bc --aux-weight`: a camera frame
+    [S, S, 3] uint8 and the instruction -> estimated environment state [E] in metres."""
+
+    def __init__(self, path: str):
+        from training.baselines.bc import BCEngine
+        self.bc = BCEngine(path)
+        with open(f"{path}/config.json") as f:
+            n = json.load(f).get("aux_normalization")
+        if not self.bc.cfg.aux_dim or not n:
+            raise ValueError(f"{path} has no position head with its normalisation (kairos train-bc --aux-weight)")
+        self.names, self.mean, self.std = n["names"], np.array(n["mean"]), np.array(n["std"])
+        self.image_size = self.bc.cfg.image_size
+
+    @torch.no_grad()
+    def __call__(self, image_hwc: np.ndarray, instruction: str) -> np.ndarray:
+        img = torch.from_numpy(image_hwc).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        task = None
+        if self.bc.cfg.n_tasks:
+            task = torch.tensor([self.bc.cfg.instructions.index(instruction)])
+        return self.bc.policy.aux_state(img, task)[0].double().numpy() * self.std + self.mean
+
+
 class PrivilegedEngine:
-    """The engine interface over the MLP: each sampling tick reads the simulator's state (not the camera
-    frame the core passes) and returns a chunk [H, 8] of joint targets."""
+    """The engine interface over the MLP: each sampling tick reads the simulator's state and returns a
+    chunk [H, 8] of joint targets; with an estimator the `positions` input comes from the camera frame
+    the core passes instead (the rest of the state stays the simulator's: joints and hand, which a
+    robot knows)."""
     backend = "privileged-mlp"
 
     def __init__(self, sim, net: nn.Module, cfg: PrivilegedBCConfig, norm: Dict[str, np.ndarray],
-                 joint_names, image_size: int = 64):
+                 joint_names, image_size: int = 64, estimator: Optional[PositionEstimator] = None):
         self.sim, self.net, self.cfg, self.norm = sim, net, cfg, norm
+        self.estimator = estimator
+        self.errors: List[float] = []           # |estimate - truth| per sampling tick, object and goal (m)
         self.joint_names = list(joint_names)
         self.image_size = (image_size, image_size)
         self.steps = 0
@@ -79,7 +129,12 @@ class PrivilegedEngine:
         if not sample:
             return None
         n = self.norm
-        x = torch.from_numpy((features(self.sim, self.cfg.inputs) - n["xm"]) / n["xs"]).float()[None]
+        est = None
+        if self.estimator is not None:
+            est = self.estimator(obs.image_hwc, self.sim.instruction)
+            true = self.sim.env_state()
+            self.errors.append([float(np.linalg.norm(est[:3] - true[:3])), float(np.linalg.norm(est[3:] - true[3:]))])
+        x = torch.from_numpy((features(self.sim, self.cfg.inputs, est) - n["xm"]) / n["xs"]).float()[None]
         a = self.net(x).view(self.cfg.horizon, -1).double().numpy() * n["ys"] + n["ym"]
         if self.cfg.relative:
             a = a + self.sim.joints()
@@ -121,6 +176,10 @@ def train(X: np.ndarray, Y: np.ndarray, cfg: PrivilegedBCConfig):
             "ym": Y.mean(0), "ys": Y.std(0) + 1e-6}
     Xt = torch.from_numpy((X - norm["xm"]) / norm["xs"]).float()
     Yt = torch.from_numpy((Y - norm["ym"]) / norm["ys"]).float().flatten(1)
+    noise = torch.zeros(X.shape[1])                     # per-input noise std, in normalised units
+    cols = cfg.columns("positions")
+    if cfg.train_noise > 0 and cols:
+        noise[cols] = torch.from_numpy(cfg.train_noise / norm["xs"][cols]).float()
     net = nn.Sequential(nn.Linear(X.shape[1], cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(),
                         nn.Linear(cfg.hidden, Yt.shape[1]))
     opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=1e-4)
@@ -128,7 +187,8 @@ def train(X: np.ndarray, Y: np.ndarray, cfg: PrivilegedBCConfig):
     losses = []
     for _ in range(cfg.iters):
         i = torch.randint(0, len(Xt), (cfg.batch,), generator=g)
-        loss = (net(Xt[i]) - Yt[i]).pow(2).mean()
+        xb = Xt[i] + noise * torch.randn(len(i), X.shape[1], generator=g)
+        loss = (net(xb) - Yt[i]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -137,9 +197,11 @@ def train(X: np.ndarray, Y: np.ndarray, cfg: PrivilegedBCConfig):
 
 
 def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20, first_variation: int = 10_000,
-        cfg: Optional[PrivilegedBCConfig] = None, execution_horizon: int = 4) -> dict:
+        cfg: Optional[PrivilegedBCConfig] = None, execution_horizon: int = 4,
+        estimator: Optional[PositionEstimator] = None, camera: str = "corner2") -> dict:
     """Train on variations 0..demos-1, run on first_variation.. (+episodes). execution_horizon: chunk
-    steps executed before replanning (`kairos evaluate`'s default, at any rate)."""
+    steps executed before replanning (`kairos evaluate`'s default, at any rate). estimator: run on
+    positions estimated from `camera`'s frame (rendered at the estimator's input size)."""
     from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     from training.evaluate import act_config
@@ -147,26 +209,31 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
     if cfg.relative and cfg.inputs[:1] != ["joints"]:
         raise ValueError("relative chunks are offsets from the joints: inputs must start with 'joints'")
     t0 = time.time()
-    with MetaWorldSim(SimConfig.at_rate(control_hz, task=task)) as sim:
+    if estimator is not None and "positions" not in cfg.inputs:
+        raise ValueError("an estimator supplies the `positions` input: add it to --inputs")
+    size = estimator.image_size if estimator is not None else 64
+    with MetaWorldSim(SimConfig.at_rate(control_hz, task=task, camera=camera, image_size=size)) as sim:
         exe = min(execution_horizon, cfg.horizon)
         X, Y, ok = _demos(sim, range(demos), cfg)
         if not len(X):
             raise RuntimeError(f"the expert solved none of the {demos} demonstration scenes of {task}")
         net, norm, loss = train(X, Y, cfg)
-        engine = PrivilegedEngine(sim, net, cfg, norm, JOINT_NAMES)
+        engine = PrivilegedEngine(sim, net, cfg, norm, JOINT_NAMES, size, estimator)
         core = ActCore(act_config(sim, JOINT_NAMES, "execute_then_replan", exe), engine)
-        blank = np.zeros((64, 64, 3), np.uint8)            # the policy reads the state, not the frame
+        blank = np.zeros((size, size, 3), np.uint8)        # without an estimator the policy reads no frame
         rows = []
+        starts = []                                         # index of each episode's first estimate
         for v in range(first_variation, first_variation + episodes):
-            sim.reset(v)
+            obs = sim.reset(v)
             core.reset()
+            starts.append(len(engine.errors))
             q = sim.joints()
             for k in range(sim.cfg.max_steps):
                 now = k * sim.cfg.control_dt
-                core.set_image(blank, now)
+                core.set_image(obs.image if estimator is not None else blank, now)
                 core.set_joints(JOINT_NAMES, q, now)
                 r = core.tick(now)
-                sim.step(r.positions[0] if r.positions is not None else q, render=False)
+                obs = sim.step(r.positions[0] if r.positions is not None else q, render=estimator is not None)
                 q = sim.joints()
                 if sim.success:
                     break
@@ -174,7 +241,10 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
     return {"task": task, "control_hz": control_hz, "inputs": list(cfg.inputs), "demos_ok": ok,
             "samples": int(len(X)), "final_loss": loss, "execution_horizon": exe,
             "successes": sum(r["success"] for r in rows), "episodes": rows, "seconds": time.time() - t0,
-            "config": asdict(cfg)}
+            "config": asdict(cfg),
+            **({"camera": camera, "estimate_error_cm": (100 * np.mean(engine.errors, axis=0)).tolist(),
+                "first_estimate_error_cm": (100 * np.mean([engine.errors[i] for i in starts], axis=0)).tolist()}
+               if estimator is not None else {})}
 
 
 def main(argv=None):
@@ -182,7 +252,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["push-v3"], help="tasks, or MT10")
     ap.add_argument("--control-hz", type=float, nargs="+", default=[10.0])
-    ap.add_argument("--inputs", nargs="+", default=list(GROUPS), choices=GROUPS)
+    ap.add_argument("--inputs", nargs="+", default=list(GROUPS[:4]), choices=GROUPS)
+    ap.add_argument("--estimator", help="a BC artifact with a position head: the `positions` input comes from "
+                    "its reading of the camera frame at run time")
+    ap.add_argument("--camera", default="corner2", help="the camera the estimator reads")
+    ap.add_argument("--train-noise", type=float, default=0.0, help="std (m) of noise on `positions` in training")
     ap.add_argument("--relative", action="store_true", help="chunks as offsets from the current joints")
     ap.add_argument("--demos", type=int, default=40, help="demonstration scenes (variations 0..N-1)")
     ap.add_argument("--episodes", type=int, default=20, help="held-out scenes (from 10000)")
@@ -190,15 +264,21 @@ def main(argv=None):
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args(argv)
     tasks = MT10 if a.tasks == ["MT10"] else a.tasks
-    cfg = PrivilegedBCConfig(inputs=list(a.inputs), seed=a.seed, relative=a.relative)
+    cfg = PrivilegedBCConfig(inputs=list(a.inputs), seed=a.seed, relative=a.relative, train_noise=a.train_noise)
+    est = PositionEstimator(a.estimator) if a.estimator else None
     results = []
     for hz in a.control_hz:
         for task in tasks:
-            r = run(task, hz, a.demos, a.episodes, cfg=cfg)
+            r = run(task, hz, a.demos, a.episodes, cfg=cfg, estimator=est, camera=a.camera)
             results.append(r)
+            err = r.get("estimate_error_cm")
             print(f"{task:26s} {hz:4g} Hz  inputs {'+'.join(a.inputs)}{' (relative)' if a.relative else ''}: {r['successes']}/{a.episodes} "
                   f"(trained on {r['demos_ok']} demos, {r['samples']} samples, loss {r['final_loss']:.4f}; "
-                  f"{r['seconds']:.0f} s)", flush=True)
+                  f"{r['seconds']:.0f} s)" + ("" if err is None else
+                                             f"; estimate off by {err[0]:.1f} cm (object), {err[1]:.1f} cm (goal), "
+                                             f"at the first step {r['first_estimate_error_cm'][0]:.1f} / "
+                                             f"{r['first_estimate_error_cm'][1]:.1f} cm"),
+                  flush=True)
     for hz in a.control_hz:
         rs = [r for r in results if r["control_hz"] == hz]
         print(f"mean at {hz:g} Hz: {100 * np.mean([r['successes'] / a.episodes for r in rs]):.1f}%")
