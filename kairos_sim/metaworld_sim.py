@@ -167,6 +167,11 @@ class MetaWorldSim:
         sampling space with this seed). Variations >= TEST_VARIATIONS are the held-out ones."""
         self.env.seed(int(variation))
         self._obs_vec, _ = self.env.reset()
+        # Meta-World's reset_model moves the goal marker (model.site_pos) after its last forward pass,
+        # so data.site_xpos, which rendering draws, still holds a stale place until the first physics
+        # step: the first frame of every episode showed the goal somewhere else (found 2026-11-27). A
+        # forward pass updates the derived positions without advancing time.
+        self._mj.mj_forward(self.model, self.data)
         self.steps, self.success = 0, False
         return self.observe()
 

@@ -117,3 +117,20 @@ def test_workspace_camera_shows_the_goal_larger_and_unknown_cameras_are_refused(
     assert near >= 3 * max(far, 1.0), (far, near)
     with pytest.raises(ValueError, match="unknown camera 'nope'"):
         MetaWorldSim(SimConfig(task="reach-v3", camera="nope"))
+
+
+def test_the_first_frame_shows_the_goal_where_the_task_puts_it():
+    """Meta-World moves the goal marker after its reset's last forward pass; the wrapper's reset runs
+    one more, so the marker drawn in the first frame is at the task's target (it was drawn at a stale
+    place until the first physics step), and the frame is the one rendered after a step that holds
+    still would show for the marker."""
+    with MetaWorldSim(SimConfig(task="push-v3", camera="workspace")) as s:
+        g = [i for i in range(s.model.nsite) if s.model.site(i).name == "goal"][0]
+        for v in (10000, 10001, 10002):
+            first = s.reset(v).image
+            np.testing.assert_allclose(s.data.site_xpos[g], s.env._target_pos, atol=1e-6)
+            np.testing.assert_allclose(s.env_state()[3:], s.env._target_pos, atol=1e-6)
+            # the goal's pixels in the first frame are where they are after one step holding still
+            after = s.step(s.joints()).image
+            green = lambda im: (im[..., 1].astype(int) - im[..., 0] > 80) & (im[..., 1] > 120)
+            assert green(first).sum() > 0 and (green(first) == green(after)).mean() > 0.99
