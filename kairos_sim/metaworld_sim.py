@@ -167,11 +167,18 @@ class MetaWorldSim:
         sampling space with this seed). Variations >= TEST_VARIATIONS are the held-out ones."""
         self.env.seed(int(variation))
         self._obs_vec, _ = self.env.reset()
-        # Meta-World's reset_model moves the goal marker (model.site_pos) after its last forward pass,
-        # so data.site_xpos, which rendering draws, still holds a stale place until the first physics
-        # step: the first frame of every episode showed the goal somewhere else (found 2026-11-27). A
-        # forward pass updates the derived positions without advancing time.
+        # Meta-World's reset_model moves the goal marker (model.site_pos) and, for some tasks, objects
+        # after its last forward pass, so the derived positions that rendering draws (data.site_xpos,
+        # xpos) and the observation it returns were stale until the first physics step: the first frame
+        # of every episode showed the goal somewhere else, and its recorded object positions lagged
+        # (found 2026-11-27). A forward pass updates them without advancing time; the observation's
+        # current part (and its frame-stacked copy, as Meta-World's reset sets it) is read again.
         self._mj.mj_forward(self.model, self.data)
+        curr = np.asarray(self.env._get_curr_obs_combined_no_goal(), np.float64)
+        n = len(curr)
+        self._obs_vec = np.array(self._obs_vec, np.float64)
+        self._obs_vec[:n], self._obs_vec[n:2 * n] = curr, curr
+        self.env._prev_obs = curr.copy()
         self.steps, self.success = 0, False
         return self.observe()
 

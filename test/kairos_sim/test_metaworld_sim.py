@@ -134,3 +134,8 @@ def test_the_first_frame_shows_the_goal_where_the_task_puts_it():
             after = s.step(s.joints()).image
             green = lambda im: (im[..., 1].astype(int) - im[..., 0] > 80) & (im[..., 1] > 120)
             assert green(first).sum() > 0 and (green(first) == green(after)).mean() > 0.99
+    with MetaWorldSim(SimConfig(task="window-close-v3")) as s:      # an object moved by reset_model
+        s.reset(10001)
+        curr = s.env._get_curr_obs_combined_no_goal()
+        np.testing.assert_allclose(s._obs_vec[:len(curr)], curr)            # the recorded state is current
+        np.testing.assert_allclose(s.env_state()[:3], curr[4:7])
