@@ -11,6 +11,7 @@ rollout), with its joints, expert action and object/goal positions. Such a datas
 "kairos": {"snapshots": true}) feeds only per-frame losses (the position head of `kairos train-bc
 --aux-data` or a recipe's `aux_only` source); its frames are not a trajectory and the trainers refuse
 it as one. One video per task instead of one per scene keeps it ~10x smaller.
+
 Each episode is one task variation (seeded scene from Meta-World's task sampling; variations
 0..N-1 by default, held-out evaluation uses variations from TEST_VARIATIONS up). Failed expert
 episodes are counted and left out unless --keep-failures; the count is printed, never hidden.

@@ -30,6 +30,16 @@ def act_config(sim, model_joint_names, strategy: str = "execute_then_replan", ex
                      strategy=strategy, execution_horizon=execution_horizon, instruction=sim.instruction)
 
 
+def resolve_camera(artifact: str, camera: Optional[str] = None) -> str:
+    """The simulator camera to evaluate from: `camera` when given (with a warning if the artifact's meta
+    names another, which the trainer records for simulator data), else the artifact's, else corner2."""
+    with open(os.path.join(artifact, "config.json")) as f:
+        trained_on = (json.load(f).get("meta") or {}).get("camera")
+    if camera is not None and trained_on is not None and camera != trained_on:
+        print(f"warning: evaluating from camera {camera!r}; the artifact was trained on {trained_on!r}")
+    return camera or trained_on or "corner2"
+
+
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: Optional[int] = None,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
              progress: bool = True, backend: str = "torch", quantized: bool = False, camera: Optional[str] = None):
@@ -40,6 +50,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     from kairos_model.engine import load_engine
     from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
+    camera = camera or resolve_camera(artifact)
     with open(os.path.join(artifact, "config.json")) as f:
         fmt = json.load(f).get("format")
     if fmt == "kairos-bc-1":
@@ -54,11 +65,6 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
         loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend, quantized=quantized)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
         control_hz = 1.0 / float(loaded.meta.get("control_dt", 0.1))
-        trained_on = loaded.meta.get("camera")
-        if camera is not None and trained_on is not None and camera != trained_on:
-            print(f"warning: evaluating from camera {camera!r}; the artifact was trained on {trained_on!r}")
-        camera = camera or trained_on
-    camera = camera or "corner2"
     rate = SimConfig.at_rate(control_hz)
     max_steps = max_steps or rate.max_steps
     per_task, lat, frames_by_task, imagined_by_task = {}, [], {}, {}
@@ -157,6 +163,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from kairos_sim.metaworld_sim import MT10
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
+    args.camera = resolve_camera(args.artifact, args.camera)       # the report names the camera used
     per_task, lat, frames, imagined = evaluate(args.artifact, tasks, args.episodes, args.first_variation, args.max_steps,
                                      args.strategy, args.execution_horizon, args.sampler_steps, backend=args.backend,
                                      quantized=args.quantized, camera=args.camera)

@@ -110,15 +110,19 @@ def test_privileged_policy_runs_on_positions_estimated_from_the_camera(tmp_path)
     the simulator's, and without `positions` among the inputs an estimator is refused."""
     import pytest
     from kairos_sim.metaworld_sim import ENV_STATE_NAMES, JOINT_NAMES, MetaWorldSim, SimConfig
-    from training.baselines.bc import train_bc
+    from training.baselines.bc import BCEngine, train_bc
     from training.collect import collect
-    from training.experiments.privileged_bc import PositionEstimator, PrivilegedBCConfig, features, run
+    from training.experiments.privileged_bc import PrivilegedBCConfig, features, run
     task = "reach-v3"
     collect([task], 3, str(tmp_path / "demos"), camera="workspace", progress=False)
     train_bc(str(tmp_path / "demos"), str(tmp_path / "bc"), minutes=0.1, joint_names=JOINT_NAMES, shift=0,
              aux_weight=1.0)
-    est = PositionEstimator(str(tmp_path / "bc"))
-    assert est.names == ENV_STATE_NAMES
+    est = BCEngine(str(tmp_path / "bc"))
+    assert est.aux_norm["names"] == ENV_STATE_NAMES
+    with MetaWorldSim(SimConfig(task=task, camera="workspace")) as sim:    # the head reads positions in metres
+        frame = sim.reset(10000).image
+        got = est.positions(np.stack([frame, frame]), sim.instruction)
+        assert got.shape == (2, 6) and np.allclose(got[0], got[1]) and np.abs(got).max() < 2.0
     cfg = PrivilegedBCConfig(inputs=["joints", "hand", "positions"], iters=200, train_noise=0.02, relative=True)
     assert cfg.columns("positions") == list(range(12, 18)) and cfg.columns("goal") == []
     res = run(task, demos=3, episodes=2, cfg=cfg, estimator=est, camera="workspace")

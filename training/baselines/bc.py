@@ -141,7 +141,28 @@ class BCEngine:
         self.am, self.as_ = np.array(n["actions"]["mean"]), np.array(n["actions"]["std"])
         self.image_size = (self.cfg.image_size, self.cfg.image_size)
         self.joint_names = self.cfg.joint_names
+        self.aux_norm = doc.get("aux_normalization")      # the position head's (--aux-weight), when it has one
         self.steps = 0
+
+    def _task(self, instruction: str, n: int = 1):
+        """[n] task indices for the one-hot code (None for a single-task policy); unknown: an error."""
+        if not self.cfg.n_tasks:
+            return None
+        if instruction not in self.cfg.instructions:
+            raise ValueError(f"BC policy was not trained on the instruction {instruction!r}; it knows "
+                             f"{self.cfg.instructions}")
+        return torch.full((n,), self.cfg.instructions.index(instruction))
+
+    @torch.no_grad()
+    def positions(self, images_nhwc: np.ndarray, instruction: str) -> np.ndarray:
+        """The position head alone: camera frames [N, S, S, 3] uint8 of one task -> the environment state
+        it reads from them [N, E], in the dataset's units (metres)."""
+        if not self.cfg.aux_dim or not self.aux_norm:
+            raise ValueError("this BC policy has no position head with its normalisation (train it with "
+                             "kairos train-bc --aux-weight)")
+        img = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2).float().div(255)
+        pred = self.policy.aux_state(img, self._task(instruction, len(img))).double().numpy()
+        return pred * np.asarray(self.aux_norm["std"]) + np.asarray(self.aux_norm["mean"])
 
     def reset(self):
         self.steps = 0
@@ -154,12 +175,7 @@ class BCEngine:
             return None
         img = torch.from_numpy(obs.image_hwc).permute(2, 0, 1).float().div(255).unsqueeze(0)
         j = torch.from_numpy((np.asarray(obs.joints) - self.pm) / self.ps).float().unsqueeze(0)
-        task = None
-        if self.cfg.n_tasks:
-            if obs.instruction not in self.cfg.instructions:
-                raise ValueError(f"BC policy was not trained on the instruction {obs.instruction!r}; it knows "
-                                 f"{self.cfg.instructions}")
-            task = torch.tensor([self.cfg.instructions.index(obs.instruction)])
+        task = self._task(obs.instruction)
         t0 = time.perf_counter()
         a = self.policy(img, j, task)[0].double().numpy() * self.as_ + self.am
         if self.cfg.relative:

@@ -40,6 +40,14 @@ class Batch:
     env_state: Optional[torch.Tensor] = None
 
 
+def require_env_state(episodes: Sequence[Episode]) -> None:
+    """A clear error unless every episode records observation.environment_state."""
+    lacking = [e.index for e in episodes if e.env_state is None]
+    if lacking:
+        raise DatasetError(f"the position loss needs observation.environment_state in every episode; "
+                           f"episodes {lacking[:10]} lack it (recollect with `kairos collect`)")
+
+
 @dataclass
 class EnvNormalization:
     """Mean/std [E] of observation.environment_state over a stage's data (std floored at 1 cm), for the
@@ -50,10 +58,7 @@ class EnvNormalization:
 
     @classmethod
     def from_episodes(cls, names: Sequence[str], episodes: Sequence[Episode]) -> "EnvNormalization":
-        lacking = [e.index for e in episodes if e.env_state is None]
-        if lacking:
-            raise DatasetError(f"the position loss needs observation.environment_state in every episode; "
-                               f"episodes {lacking[:10]} lack it (recollect with `kairos collect`)")
+        require_env_state(episodes)
         x = np.concatenate([e.env_state for e in episodes]).astype(np.float64)
         return cls(list(names), x.mean(0), np.maximum(x.std(0), 1e-2))
 
@@ -176,7 +181,7 @@ class EpisodeSource:
         self.H, self.norm, self.use_actions = horizon, norm, actions
         self.env_norm = env_norm
         if env_norm is not None:
-            EnvNormalization.from_episodes(env_norm.names, self.eps)          # every episode has it
+            require_env_state(self.eps)
 
     def chunks(self, ep: Episode) -> np.ndarray:
         """[T, H, A] normalised action chunk starting at each step (held at the last action); with a
@@ -222,7 +227,7 @@ class PositionSource:
     def __init__(self, episodes: Sequence[Episode], size: int, env_norm: EnvNormalization):
         if not episodes:
             raise DatasetError("a position source with no episodes")
-        EnvNormalization.from_episodes(env_norm.names, episodes)               # every episode has it
+        require_env_state(episodes)
         self.frames = torch.cat([_resize(torch.from_numpy(next(iter(e.frames.values()))).permute(0, 3, 1, 2)
                                          .float().div_(255), size) for e in episodes])
         self.env = torch.from_numpy(np.concatenate([env_norm.apply(e.env_state) for e in episodes])).float()

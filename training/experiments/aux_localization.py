@@ -28,20 +28,12 @@ def _errors_cm(pred: np.ndarray, true: np.ndarray) -> List[float]:
 
 def localization(policy_dir: str, train, held) -> Dict[str, Dict[str, List[float]]]:
     from training.baselines.bc import BCEngine
-    pol = BCEngine(policy_dir).policy
-    with open(os.path.join(policy_dir, "config.json")) as f:
-        norm = json.load(f).get("aux_normalization")
-    if not pol.cfg.aux_dim or not norm:
-        raise ValueError(f"{policy_dir} has no auxiliary head (train it with --aux-weight)")
-    mu, sd = np.asarray(norm["mean"]), np.asarray(norm["std"])
+    eng = BCEngine(policy_dir)
     out = {}
     for split, ds in (("train", train), ("heldout", held)):
         per_task: Dict[str, list] = {}
         for e in ds:
-            frames = torch.from_numpy(e.frames[ds.camera_key]).permute(0, 3, 1, 2).float() / 255
-            task = torch.full((len(frames),), pol.cfg.instructions.index(e.task)) if pol.cfg.n_tasks else None
-            with torch.no_grad():
-                pred = pol.aux_state(frames, task).numpy() * sd + mu
+            pred = eng.positions(e.frames[ds.camera_key], e.task)
             per_task.setdefault(e.task, []).append(_errors_cm(pred, e.env_state))
         out[split] = {t: np.mean(v, 0).round(2).tolist() for t, v in per_task.items()}
     return out

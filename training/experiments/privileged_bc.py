@@ -80,41 +80,18 @@ def features(sim, inputs, positions: Optional[np.ndarray] = None) -> np.ndarray:
     return np.concatenate([np.asarray(parts[g], np.float64) for g in inputs])
 
 
-class PositionEstimator:
-    """The position head of a BC policy trained with `kairos train-bc --aux-weight`: a camera frame
-    [S, S, 3] uint8 and the instruction -> estimated environment state [E] in metres."""
-
-    def __init__(self, path: str):
-        from training.baselines.bc import BCEngine
-        self.bc = BCEngine(path)
-        with open(f"{path}/config.json") as f:
-            n = json.load(f).get("aux_normalization")
-        if not self.bc.cfg.aux_dim or not n:
-            raise ValueError(f"{path} has no position head with its normalisation (kairos train-bc --aux-weight)")
-        self.names, self.mean, self.std = n["names"], np.array(n["mean"]), np.array(n["std"])
-        self.image_size = self.bc.cfg.image_size
-
-    @torch.no_grad()
-    def __call__(self, image_hwc: np.ndarray, instruction: str) -> np.ndarray:
-        img = torch.from_numpy(image_hwc).permute(2, 0, 1).float().div(255).unsqueeze(0)
-        task = None
-        if self.bc.cfg.n_tasks:
-            task = torch.tensor([self.bc.cfg.instructions.index(instruction)])
-        return self.bc.policy.aux_state(img, task)[0].double().numpy() * self.std + self.mean
-
-
 class PrivilegedEngine:
     """The engine interface over the MLP: each sampling tick reads the simulator's state and returns a
     chunk [H, 8] of joint targets; with an estimator the `positions` input comes from the camera frame
-    the core passes instead (the rest of the state stays the simulator's: joints and hand, which a
-    robot knows)."""
+    the core passes instead, read by a BC policy's position head (BCEngine.positions; the rest of the
+    state stays the simulator's: joints and hand, which a robot knows)."""
     backend = "privileged-mlp"
 
     def __init__(self, sim, net: nn.Module, cfg: PrivilegedBCConfig, norm: Dict[str, np.ndarray],
-                 joint_names, image_size: int = 64, estimator: Optional[PositionEstimator] = None):
+                 joint_names, image_size: int = 64, estimator=None):
         self.sim, self.net, self.cfg, self.norm = sim, net, cfg, norm
         self.estimator = estimator
-        self.errors: List[float] = []           # |estimate - truth| per sampling tick, object and goal (m)
+        self.errors: List[List[float]] = []     # |estimate - truth| per sampling tick: [object, goal] (m)
         self.joint_names = list(joint_names)
         self.image_size = (image_size, image_size)
         self.steps = 0
@@ -131,7 +108,7 @@ class PrivilegedEngine:
         n = self.norm
         est = None
         if self.estimator is not None:
-            est = self.estimator(obs.image_hwc, self.sim.instruction)
+            est = self.estimator.positions(obs.image_hwc[None], self.sim.instruction)[0]
             true = self.sim.env_state()
             self.errors.append([float(np.linalg.norm(est[:3] - true[:3])), float(np.linalg.norm(est[3:] - true[3:]))])
         x = torch.from_numpy((features(self.sim, self.cfg.inputs, est) - n["xm"]) / n["xs"]).float()[None]
@@ -198,10 +175,11 @@ def train(X: np.ndarray, Y: np.ndarray, cfg: PrivilegedBCConfig):
 
 def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20, first_variation: int = 10_000,
         cfg: Optional[PrivilegedBCConfig] = None, execution_horizon: int = 4,
-        estimator: Optional[PositionEstimator] = None, camera: str = "corner2") -> dict:
+        estimator=None, camera: str = "corner2") -> dict:
     """Train on variations 0..demos-1, run on first_variation.. (+episodes). execution_horizon: chunk
-    steps executed before replanning (`kairos evaluate`'s default, at any rate). estimator: run on
-    positions estimated from `camera`'s frame (rendered at the estimator's input size)."""
+    steps executed before replanning (`kairos evaluate`'s default, at any rate). estimator: a BCEngine
+    with a position head; run on the positions it reads from `camera`'s frame (rendered at its input
+    size)."""
     from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     from training.evaluate import act_config
@@ -211,7 +189,7 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
     t0 = time.time()
     if estimator is not None and "positions" not in cfg.inputs:
         raise ValueError("an estimator supplies the `positions` input: add it to --inputs")
-    size = estimator.image_size if estimator is not None else 64
+    size = estimator.cfg.image_size if estimator is not None else 64
     with MetaWorldSim(SimConfig.at_rate(control_hz, task=task, camera=camera, image_size=size)) as sim:
         exe = min(execution_horizon, cfg.horizon)
         X, Y, ok = _demos(sim, range(demos), cfg)
@@ -265,7 +243,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     tasks = MT10 if a.tasks == ["MT10"] else a.tasks
     cfg = PrivilegedBCConfig(inputs=list(a.inputs), seed=a.seed, relative=a.relative, train_noise=a.train_noise)
-    est = PositionEstimator(a.estimator) if a.estimator else None
+    from training.baselines.bc import BCEngine
+    est = BCEngine(a.estimator) if a.estimator else None
     results = []
     for hz in a.control_hz:
         for task in tasks:
