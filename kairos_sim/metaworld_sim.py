@@ -28,6 +28,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from kairos_sim.camera import CameraModel
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
@@ -201,6 +203,17 @@ class MetaWorldSim:
         img = r.render()
         # Meta-World's own cameras are mounted upside down (its renderer flips them too); free cameras are upright
         return np.ascontiguousarray(img if free is not None else np.flipud(img))
+
+    def camera_model(self) -> "CameraModel":
+        """The pinhole model of this sim's camera as `render` draws it (kairos_sim.camera)."""
+        if self._renderer is None:
+            self.render()
+        return CameraModel.from_scene(self._renderer.scene, self.cfg.image_size,
+                                      flipped=self.cfg.camera not in FREE_CAMERAS)
+
+    def project(self, points_n3: np.ndarray) -> np.ndarray:
+        """Pixel coordinates [N, 2] (column, row) of world points [N, 3] in this sim's frames."""
+        return self.camera_model().project(points_n3)
 
     def joints(self) -> np.ndarray:
         return self.data.qpos[self._qadr].astype(np.float64).copy()

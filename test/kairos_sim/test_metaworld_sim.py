@@ -139,3 +139,28 @@ def test_the_first_frame_shows_the_goal_where_the_task_puts_it():
         curr = s.env._get_curr_obs_combined_no_goal()
         np.testing.assert_allclose(s._obs_vec[:len(curr)], curr)            # the recorded state is current
         np.testing.assert_allclose(s.env_state()[:3], curr[4:7])
+
+
+@pytest.mark.parametrize("camera", ["workspace", "corner3"])
+def test_the_camera_model_projects_the_goal_onto_the_pixels_that_draw_it(camera):
+    """CameraModel (kairos_sim.camera) is the camera the frame was drawn with: the goal's projected
+    pixel is the centroid of the pixels its marker changes (rendered shown and hidden), for this
+    project's free camera and for one of Meta-World's (mounted upside down, flipped back); a pixel's
+    ray cut at the point's height gives the point back; the model survives to_dict/from_dict."""
+    from kairos_sim.camera import CameraModel
+    with MetaWorldSim(SimConfig(task="reach-v3", camera=camera)) as s:
+        g = [i for i in range(s.model.nsite) if s.model.site(i).name == "goal"][0]
+        for v in (10000, 10001, 10002):
+            s.reset(v)
+            goal = s.env_state()[3:]
+            shown = s.render().astype(int)
+            rgba = s.model.site_rgba[g].copy()
+            s.model.site_rgba[g, 3] = 0
+            hidden = s.render().astype(int)
+            s.model.site_rgba[g] = rgba
+            rows, cols = np.nonzero(np.abs(shown - hidden).sum(-1) > 20)
+            assert len(rows) >= 2
+            px = s.project(goal[None])[0]
+            assert np.hypot(cols.mean() + 0.5 - px[0], rows.mean() + 0.5 - px[1]) < 0.6, (px, cols, rows)
+            cam = CameraModel.from_dict(s.camera_model().to_dict())
+            np.testing.assert_allclose(cam.lift(px[None], [goal[2]])[0], goal, atol=1e-9)

@@ -8,16 +8,19 @@ two limits of the pixel policies:
   every 100 ms or every 25 ms, the same 4 s episodes);
 - perception: `--inputs joints hand` leaves out the objects and the goal, which is all a policy that
   cannot find them in its camera frame has;
-- perception as it can be learned: `--inputs joints hand positions --estimator BC_ARTIFACT` trains
+- perception as it can be learned: `--inputs joints hand positions --estimator ARTIFACT` trains
   on the true first-object and goal positions (`positions`, the 6 values `kairos collect` records as
   observation.environment_state; `--train-noise` adds Gaussian noise to them in training) but runs
-  on the positions the BC policy's position head (`kairos train-bc --aux-weight`) reads from the
-  camera frame of each control step: how far a policy gets on estimated state.
+  on the positions read from the camera frame of each control step, by a BC policy's position head
+  (`kairos train-bc --aux-weight`) or a keypoint net (training.experiments.goal_pixels): how far a
+  policy gets on estimated state.
 
     python -m training.experiments.privileged_bc --tasks push-v3 --control-hz 10 40
     python -m training.experiments.privileged_bc --tasks push-v3 --inputs joints hand
     python -m training.experiments.privileged_bc --tasks MT10 --relative --inputs joints hand positions \
         --estimator runs/bc_mt10_ws_aux --camera workspace --train-noise 0.02
+    python -m training.experiments.privileged_bc --tasks MT10 --relative --inputs joints hand positions \
+        --estimator runs/keypoints_ws --camera workspace --train-noise 0.02
 
 Inputs (Meta-World's observation vector, current frame): joints [8] (JOINT_NAMES), hand [4] (hand
 position and gripper opening), objects [14] (up to two objects: position and quaternion each), goal [3],
@@ -83,7 +86,8 @@ def features(sim, inputs, positions: Optional[np.ndarray] = None) -> np.ndarray:
 class PrivilegedEngine:
     """The engine interface over the MLP: each sampling tick reads the simulator's state and returns a
     chunk [H, 8] of joint targets; with an estimator the `positions` input comes from the camera frame
-    the core passes instead, read by a BC policy's position head (BCEngine.positions; the rest of the
+    the core passes instead, read by a BC policy's position head (BCEngine.positions) or a keypoint net
+    (KeypointEstimator.positions; the rest of the
     state stays the simulator's: joints and hand, which a robot knows)."""
     backend = "privileged-mlp"
 
@@ -178,7 +182,7 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
         estimator=None, camera: str = "corner2") -> dict:
     """Train on variations 0..demos-1, run on first_variation.. (+episodes). execution_horizon: chunk
     steps executed before replanning (`kairos evaluate`'s default, at any rate). estimator: a BCEngine
-    with a position head; run on the positions it reads from `camera`'s frame (rendered at its input
+    with a position head or a KeypointEstimator; run on the positions it reads from `camera`'s frame (rendered at its input
     size)."""
     from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
@@ -225,14 +229,28 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
                if estimator is not None else {})}
 
 
+def load_estimator(path: str):
+    """A position reader from an artifact: a keypoint net (training.perception, `kind: keypoints` in
+    its config.json) or a BC policy with a position head."""
+    import os
+    with open(os.path.join(path, "config.json")) as f:
+        kind = json.load(f).get("kind")
+    if kind == "keypoints":
+        from training.perception import KeypointEstimator
+        return KeypointEstimator(path)
+    from training.baselines.bc import BCEngine
+    return BCEngine(path)
+
+
 def main(argv=None):
     from kairos_sim.metaworld_sim import MT10
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=["push-v3"], help="tasks, or MT10")
     ap.add_argument("--control-hz", type=float, nargs="+", default=[10.0])
     ap.add_argument("--inputs", nargs="+", default=list(GROUPS[:4]), choices=GROUPS)
-    ap.add_argument("--estimator", help="a BC artifact with a position head: the `positions` input comes from "
-                    "its reading of the camera frame at run time")
+    ap.add_argument("--estimator", help="a BC artifact with a position head or a keypoint artifact "
+                    "(training.experiments.goal_pixels): the `positions` input comes from its reading of the "
+                    "camera frame at run time")
     ap.add_argument("--camera", default="corner2", help="the camera the estimator reads")
     ap.add_argument("--train-noise", type=float, default=0.0, help="std (m) of noise on `positions` in training")
     ap.add_argument("--relative", action="store_true", help="chunks as offsets from the current joints")
@@ -243,8 +261,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     tasks = MT10 if a.tasks == ["MT10"] else a.tasks
     cfg = PrivilegedBCConfig(inputs=list(a.inputs), seed=a.seed, relative=a.relative, train_noise=a.train_noise)
-    from training.baselines.bc import BCEngine
-    est = BCEngine(a.estimator) if a.estimator else None
+    est = load_estimator(a.estimator) if a.estimator else None
     results = []
     for hz in a.control_hz:
         for task in tasks:

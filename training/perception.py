@@ -1,0 +1,243 @@
+"""Keypoint perception: find each task's object and goal in a camera frame at the pixel level.
+
+The position heads of the BC policy and of the world model regress 3D positions from pooled image
+features; on first frames of held-out scenes they find objects but place the goal markers (2 cm
+spheres, 4-7 pixels from the `workspace` camera) no better than the training mean. This module
+supervises where a point *is seen*: its projected pixel, computed from the simulator's positions and
+the camera model (kairos_sim.camera), as a heatmap over a half-resolution grid (cross-entropy
+against a Gaussian around the true pixel), plus the point's height read where the heatmap peaks.
+The 3D position is the pixel's ray cut at that height (CameraModel.lift).
+
+    kp = train_keypoints(frames_nhwc, tasks_n, env_state_n6, camera, KeypointConfig(minutes=10))
+    est = KeypointEstimator(out_dir)          # after save_keypoints(out_dir, ...)
+    est.positions(frames_nhwc, instruction)   # [N, 6]: object xyz, goal xyz (m), as MetaWorldSim.env_state
+
+Training only ever reads the simulator's state as labels; at run time the estimator sees frames.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+POINTS = ("object", "goal")      # env_state[0:3], env_state[3:6]
+
+
+@dataclass
+class KeypointConfig:
+    """tasks: the task names the net has heatmaps for (one per task and point). image_size: frame side
+    (px); the heatmaps are image_size/2 square. width: channels of the first layer (x2 deeper).
+    sigma_px: std of the target Gaussian (frame pixels). height_weight: weight of the height loss (m,
+    L1, scaled by 10). minutes / max_steps / batch / lr / seed: training."""
+    tasks: List[str] = field(default_factory=list)
+    image_size: int = 64
+    width: int = 32
+    sigma_px: float = 1.5
+    height_weight: float = 1.0
+    minutes: float = 10.0
+    max_steps: int = 0
+    batch: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // 2
+
+    @property
+    def channels(self) -> int:
+        return len(self.tasks) * len(POINTS)
+
+
+def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation),
+                         nn.GroupNorm(8, cout), nn.SiLU())
+
+
+class KeypointNet(nn.Module):
+    """A small U-Net: frames [N, 3, S, S] in [0, 1] -> heatmap logits [N, C, S/2, S/2] and heights
+    [N, C, S/2, S/2] (m), C = tasks x POINTS. Image coordinates enter as two extra input channels
+    (a point's place in the frame is what is asked for); dilated layers at S/4 give the context
+    that places points without a marker of their own (a peg's hole from its box)."""
+
+    def __init__(self, cfg: KeypointConfig):
+        super().__init__()
+        w, c = cfg.width, cfg.channels
+        self.cfg = cfg
+        self.stem = _block(5, w // 2)                      # S
+        self.down1 = _block(w // 2, w, stride=2)           # S/2
+        self.down2 = _block(w, 2 * w, stride=2)            # S/4
+        self.context = nn.Sequential(_block(2 * w, 2 * w, dilation=2), _block(2 * w, 2 * w, dilation=4),
+                                     _block(2 * w, 2 * w, dilation=8))
+        self.fuse = _block(3 * w, w)                       # S/2: the context upsampled + down1's detail
+        self.heat = nn.Conv2d(w, c, 1)
+        self.height = nn.Conv2d(w, c, 1)
+        s = cfg.image_size
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
+        self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
+
+    def forward(self, img_nchw: torch.Tensor):
+        x = torch.cat([img_nchw * 2 - 1, self.coords.expand(len(img_nchw), -1, -1, -1)], 1)
+        d1 = self.down1(self.stem(x))
+        ctx = self.context(self.down2(d1))
+        f = self.fuse(torch.cat([F.interpolate(ctx, scale_factor=2.0, mode="nearest"), d1], 1))
+        return self.heat(f), self.height(f)
+
+
+def heatmap_targets(pixels_n2: torch.Tensor, grid: int, image_size: int, sigma_px: float) -> torch.Tensor:
+    """Pixel coordinates [N, 2] (column, row) -> target distributions [N, G, G] (a Gaussian of std
+    sigma_px frame pixels, normalised); a pixel outside the frame gives all zeros (no loss)."""
+    cell = image_size / grid
+    centres = (torch.arange(grid, dtype=torch.float32) + 0.5) * cell              # [G] frame px
+    gx = torch.exp(-0.5 * ((centres[None] - pixels_n2[:, :1]) / sigma_px) ** 2)  # [N, G]
+    gy = torch.exp(-0.5 * ((centres[None] - pixels_n2[:, 1:]) / sigma_px) ** 2)
+    t = gy[:, :, None] * gx[:, None, :]
+    inside = ((pixels_n2 >= 0) & (pixels_n2 < image_size)).all(1).float()
+    return t / t.sum((1, 2), keepdim=True).clamp_min(1e-12) * inside[:, None, None]
+
+
+def read_peaks(logits_ng: torch.Tensor, heights_ng: torch.Tensor, image_size: int, window: int = 2):
+    """Heatmap logits [N, G, G] and heights [N, G, G] -> pixel coordinates [N, 2] and heights [N]: the
+    softmax-weighted mean over a (2*window+1)^2 neighbourhood of the strongest cell (a sub-cell
+    estimate that a second, weaker blob elsewhere cannot pull off)."""
+    n, g, _ = logits_ng.shape
+    cell = image_size / g
+    flat = logits_ng.reshape(n, -1)
+    top = flat.argmax(1)
+    r0, c0 = top // g, top % g
+    offs = torch.arange(-window, window + 1)
+    rows, cols = r0[:, None] + offs[None], c0[:, None] + offs[None]           # [N, W], may leave the grid
+    valid = (((rows >= 0) & (rows < g))[:, :, None] & ((cols >= 0) & (cols < g))[:, None, :]).reshape(n, -1)
+    rows, cols = rows.clamp(0, g - 1), cols.clamp(0, g - 1)
+    idx = (rows[:, :, None] * g + cols[:, None, :]).reshape(n, -1)             # [N, W*W]
+    p = torch.softmax(flat.gather(1, idx).masked_fill(~valid, float("-inf")), 1)
+    rr = (rows[:, :, None].expand(-1, -1, len(offs)).reshape(n, -1).float() + 0.5) * cell
+    cc = (cols[:, None, :].expand(-1, len(offs), -1).reshape(n, -1).float() + 0.5) * cell
+    px = torch.stack([(p * cc).sum(1), (p * rr).sum(1)], 1)
+    h = (p * heights_ng.reshape(n, -1).gather(1, idx)).sum(1)
+    return px, h
+
+
+def task_of(instruction_or_task: str) -> str:
+    """A task name from its instruction (kairos_sim.metaworld_sim.INSTRUCTIONS) or the name itself."""
+    from kairos_sim.metaworld_sim import INSTRUCTIONS
+    if instruction_or_task in INSTRUCTIONS:
+        return instruction_or_task
+    for t, text in INSTRUCTIONS.items():
+        if text == instruction_or_task:
+            return t
+    raise ValueError(f"unknown task or instruction {instruction_or_task!r}")
+
+
+def train_keypoints(frames_nhwc: np.ndarray, tasks_n: Sequence[str], env_state_n6: np.ndarray, camera,
+                    cfg: KeypointConfig, progress: bool = True) -> Dict:
+    """Train a KeypointNet on frames [N, S, S, 3] uint8 of tasks [N] (names) labelled with the
+    simulator's env_state [N, 6] seen through `camera` (kairos_sim.camera.CameraModel).
+    Returns {"net", "log": [(step, loss)], "steps", "seconds"}."""
+    from tqdm import tqdm
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    tix = {t: i for i, t in enumerate(cfg.tasks)}
+    unknown = sorted(set(tasks_n) - set(tix))
+    if unknown:
+        raise ValueError(f"frames of tasks {unknown} that the config does not list ({cfg.tasks})")
+    n = len(frames_nhwc)
+    pts = np.asarray(env_state_n6, np.float64).reshape(n, len(POINTS), 3)
+    pix = torch.from_numpy(camera.project(pts.reshape(-1, 3)).reshape(n, len(POINTS), 2)).float()
+    pix = torch.nan_to_num(pix, nan=-1.0)
+    chan = torch.tensor([[tix[t] * len(POINTS) + k for k in range(len(POINTS))] for t in tasks_n])   # [N, P]
+    z = torch.from_numpy(pts[:, :, 2]).float()                                                      # [N, P]
+    imgs = torch.from_numpy(np.ascontiguousarray(frames_nhwc)).permute(0, 3, 1, 2)                  # uint8
+    net = KeypointNet(cfg)
+    opt = torch.optim.AdamW(net.parameters(), cfg.lr, weight_decay=1e-4)
+    G = cfg.grid
+    log, step, t0 = [], 0, time.time()
+    bar = tqdm(desc="keypoints", unit="step", disable=not progress)
+    while True:
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+        if not cfg.max_steps and time.time() - t0 > 60 * cfg.minutes:
+            break
+        i = torch.randint(0, n, (cfg.batch,), generator=g)
+        logits, heights = net(imgs[i].float().div(255))
+        c = chan[i]                                                                  # [B, P]
+        lg = logits.gather(1, c[:, :, None, None].expand(-1, -1, G, G)).flatten(0, 1)   # [B*P, G, G]
+        hg = heights.gather(1, c[:, :, None, None].expand(-1, -1, G, G)).flatten(0, 1)
+        tgt = heatmap_targets(pix[i].flatten(0, 1), G, cfg.image_size, cfg.sigma_px)   # [B*P, G, G]
+        ce = -(tgt.flatten(1) * torch.log_softmax(lg.flatten(1), 1)).sum(1)
+        zhat = (tgt * hg).sum((1, 2))                    # the height where the point is
+        inside = tgt.flatten(1).sum(1) > 0
+        zl = (zhat - z[i].flatten()).abs() * 10
+        loss = ((ce + cfg.height_weight * zl) * inside).sum() / inside.sum().clamp_min(1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        log.append((step, loss.item()))
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean([l for _, l in log[-20:]]):.3f}")
+    bar.close()
+    return {"net": net.eval(), "log": log, "steps": step, "seconds": time.time() - t0}
+
+
+def save_keypoints(out: str, net: KeypointNet, camera, extra: Optional[dict] = None) -> None:
+    """weights (safetensors) + config.json (KeypointConfig, the camera model, `extra`)."""
+    from safetensors.torch import save_file
+    os.makedirs(out, exist_ok=True)
+    save_file(net.state_dict(), os.path.join(out, "keypoints.safetensors"))
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump({"kind": "keypoints", "config": asdict(net.cfg), "camera": camera.to_dict(), **(extra or {})}, f,
+                  indent=1)
+
+
+class KeypointEstimator:
+    """Reads object and goal positions from camera frames with a saved KeypointNet: the heatmap peak's
+    pixel, lifted to 3D at the height read there. The `positions` interface of BCEngine, so
+    training.experiments.privileged_bc can run on it."""
+
+    def __init__(self, path: str):
+        from safetensors.torch import load_file
+        from kairos_sim.camera import CameraModel
+        doc_path = os.path.join(path, "config.json")
+        if not os.path.isfile(doc_path):
+            raise FileNotFoundError(f"{path} is not a keypoint artifact: {doc_path} is missing")
+        with open(doc_path) as f:
+            doc = json.load(f)
+        if doc.get("kind") != "keypoints":
+            raise ValueError(f"{path} is not a keypoint artifact (kind {doc.get('kind')!r})")
+        self.cfg = KeypointConfig(**doc["config"])
+        self.camera = CameraModel.from_dict(doc["camera"])
+        self.camera_name = doc.get("camera_name")
+        self.net = KeypointNet(self.cfg)
+        self.net.load_state_dict(load_file(os.path.join(path, "keypoints.safetensors")))
+        self.net.eval()
+
+    @torch.no_grad()
+    def pixels(self, images_nhwc: np.ndarray, instruction: str):
+        """Frames [N, S, S, 3] uint8 of one task -> pixels [N, P, 2] and heights [N, P] (m) of POINTS."""
+        t = task_of(instruction)
+        if t not in self.cfg.tasks:
+            raise ValueError(f"this keypoint net knows {self.cfg.tasks}, not {t}")
+        imgs = np.asarray(images_nhwc)
+        s = self.cfg.image_size
+        if imgs.ndim != 4 or imgs.shape[1:] != (s, s, 3) or imgs.dtype != np.uint8:
+            raise ValueError(f"expected frames [N, {s}, {s}, 3] uint8, got {imgs.shape} {imgs.dtype}")
+        logits, heights = self.net(torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float().div(255))
+        k = self.cfg.tasks.index(t) * len(POINTS)
+        n, P = len(imgs), len(POINTS)
+        px, h = read_peaks(logits[:, k:k + P].flatten(0, 1), heights[:, k:k + P].flatten(0, 1), s)
+        return px.view(n, P, 2).double().numpy(), h.view(n, P).double().numpy()
+
+    def positions(self, images_nhwc: np.ndarray, instruction: str) -> np.ndarray:
+        """Frames [N, S, S, 3] uint8 of one task -> [N, 6]: object xyz, goal xyz (m)."""
+        px, h = self.pixels(images_nhwc, instruction)
+        n, P = h.shape
+        return self.camera.lift(px.reshape(-1, 2), h.reshape(-1)).reshape(n, P * 3)
