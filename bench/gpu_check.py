@@ -214,7 +214,7 @@ def big_train_step(device, a):
     opt = torch.optim.AdamW(wm.parameters(), lr=1e-4, fused=str(device).startswith("cuda"))
     T = cfg.future_frames + 1
     h, w = cfg.latent_hw
-    M = cfg.und.text_tokens + cfg.und.image_tokens
+    M = cfg.und.tokens
     g = torch.Generator().manual_seed(0)
     lat = torch.randn(1, T, cfg.latent_channels, h, w, generator=g).to(device)
     prop = torch.randn(1, T, cfg.proprio_dim, generator=g).to(device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 import torch
@@ -35,7 +35,12 @@ class UnderstandingConfig:
     image_positions: add a fixed 2D sine-cosine code of each cell's place to the CNN's feature grid
     before the attention pool (no parameters), so the image tokens can say where a small object is
     and not only that it is there (the pool's queries are otherwise blind to position); off in
-    configs that predate it, so their artifacts behave as trained."""
+    configs that predate it, so their artifacts behave as trained.
+    keypoint_tasks: with task names, a keypoint net (kairos_model.keypoints) reads each task's object
+    and goal at the pixel level from the frame (of side keypoint_image_size, net width
+    keypoint_width), and its readings (pixel and height of every task's points) become one more
+    image token; its weights come from a trained keypoint artifact (recipe `keypoints_from`) and
+    stay frozen. Empty (no token, no parameters) in configs that predate it."""
     dim: int = 128
     vocab_buckets: int = 4096
     max_words: int = 24
@@ -46,10 +51,18 @@ class UnderstandingConfig:
     image_channels: int = 32
     qwen_path: Optional[str] = None
     image_positions: bool = False
+    keypoint_tasks: List[str] = field(default_factory=list)
+    keypoint_image_size: int = 64
+    keypoint_width: int = 32
+
+    @property
+    def image_out_tokens(self) -> int:
+        """Image tokens out of the encoder: the pooled ones and the keypoint token, when there is one."""
+        return self.image_tokens + int(bool(self.keypoint_tasks))
 
     @property
     def tokens(self) -> int:
-        return self.text_tokens + self.image_tokens
+        return self.text_tokens + self.image_out_tokens
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -168,6 +181,24 @@ class ImageEncoder(nn.Module):
             nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(2 * c, cfg.dim, 3, stride=2, padding=1))
         self.pool = AttentionPool(cfg.dim, cfg.image_tokens, cfg.text_heads)
+        self.keypoints = None
+        if cfg.keypoint_tasks:
+            from kairos_model.keypoints import KeypointNet, KeypointNetConfig
+            kcfg = KeypointNetConfig(list(cfg.keypoint_tasks), cfg.keypoint_image_size, cfg.keypoint_width)
+            self.keypoints = KeypointNet(kcfg)
+            self.keypoint_token = nn.Sequential(nn.Linear(3 * kcfg.channels, cfg.dim), nn.SiLU(),
+                                                nn.Linear(cfg.dim, cfg.dim))
+
+    def keypoint_readings(self, image_bchw: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] -> [B, C, 3]: each keypoint channel's peak (column, row in [-1, 1]) and height (m)."""
+        from kairos_model.keypoints import read_peaks
+        s = self.keypoints.cfg.image_size
+        if tuple(image_bchw.shape[2:]) != (s, s):
+            raise ValueError(f"the keypoint net reads {s}x{s} frames, got {tuple(image_bchw.shape[2:])}")
+        logits, heights = self.keypoints(image_bchw)                   # [B, C, G, G] each
+        B, C = logits.shape[:2]
+        px, h = read_peaks(logits.flatten(0, 1), heights.flatten(0, 1), s)
+        return torch.cat([px / s * 2 - 1, h[:, None]], 1).view(B, C, 3)
 
     def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
         if image_bchw.dim() != 4 or image_bchw.shape[1] != 3:
@@ -178,7 +209,11 @@ class ImageEncoder(nn.Module):
         tokens = h.flatten(2).transpose(1, 2)                    # [B, h*w, C]
         if self.positions:
             tokens = tokens + sincos_2d(h.shape[2], h.shape[3], h.shape[1], h.device, tokens.dtype)
-        return self.pool(tokens)
+        out = self.pool(tokens)
+        if self.keypoints is not None:
+            k = self.keypoint_readings(image_bchw).flatten(1).to(out.dtype)   # [B, 3C]
+            out = torch.cat([out, self.keypoint_token(k)[:, None]], 1)
+        return out
 
 
 class UnderstandingEncoder(nn.Module):

@@ -153,7 +153,7 @@ def _example_inputs(cfg, parts, latent_scale) -> Dict[str, Tuple[Tuple[str, ...]
     s = vae.cfg.spatial_down
     h, w = cfg.latent_hw
     C, c = cfg.dim, cfg.latent_channels
-    Tt, Ti = cfg.und.text_tokens, cfg.und.image_tokens
+    Tt, Ti = cfg.und.text_tokens, cfg.und.image_out_tokens
     L, M, N = len(model.blocks), cfg.und.tokens, cfg.obs_tokens
     H, D = cfg.memory.heads, cfg.memory.head_dim
     g = torch.Generator().manual_seed(0)

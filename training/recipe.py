@@ -115,7 +115,11 @@ class RecipeConfig:
     renormalize: with init_from, compute the joint/action normalisation from this recipe's action data
     instead (new tasks whose joint ranges the pretrained model's statistics do not cover).
     relative_actions: the action chunk is learned (and run) as offsets from the joint state at the
-    frame it is predicted from, instead of absolute joint targets."""
+    frame it is predicted from, instead of absolute joint targets.
+    keypoints_from: a keypoint artifact (training.experiments.goal_pixels): the understanding encoder
+    gets its keypoint net, frozen, and one more image token made from its readings (the object's
+    and goal's pixel and height per task; UnderstandingConfig.keypoint_tasks); the token's layers
+    are trained, and on top of init_from they start new."""
     name: str
     preset: str = "tiny"
     model: Dict[str, Any] = field(default_factory=dict)
@@ -132,6 +136,7 @@ class RecipeConfig:
     init_from: Optional[str] = None
     renormalize: bool = False
     relative_actions: bool = False
+    keypoints_from: Optional[str] = None
 
 
 def _strict(cls, d: Dict[str, Any], where: str) -> Dict[str, Any]:

@@ -612,9 +612,40 @@ def model_config(recipe: RecipeConfig, init=None) -> WorldModelConfig:
     from dataclasses import replace
     base = init[0] if init else WorldModelConfig.preset(recipe.preset)
     over = dict(recipe.model)
-    if "und" in over:
-        over["und"] = replace(base.und, **over["und"])
+    und = dict(over.get("und", {}))
+    if recipe.keypoints_from:
+        kp = _keypoint_doc(recipe.keypoints_from)["config"]
+        und.update(keypoint_tasks=list(kp["tasks"]), keypoint_image_size=kp["image_size"], keypoint_width=kp["width"])
+    if und:
+        over["und"] = replace(base.und, **und)
     return replace(base, **over)
+
+
+def _keypoint_doc(path: str) -> dict:
+    doc_path = os.path.join(path, "config.json")
+    if not os.path.isfile(doc_path):
+        raise FileNotFoundError(f"keypoints_from {path}: {doc_path} is missing (train one with "
+                                "python -m training.experiments.goal_pixels)")
+    with open(doc_path) as f:
+        doc = json.load(f)
+    if doc.get("kind") != "keypoints":
+        raise ValueError(f"keypoints_from {path} is not a keypoint artifact (kind {doc.get('kind')!r})")
+    return doc
+
+
+def load_keypoints(und: nn.Module, recipe: RecipeConfig, cameras: List[str]) -> None:
+    """Put the recipe's keypoint artifact's weights into the understanding encoder and freeze them; its
+    camera must be the one the action sources were recorded with."""
+    from safetensors.torch import load_file
+    doc = _keypoint_doc(recipe.keypoints_from)
+    named = doc.get("camera_name")
+    wrong = sorted({c for c in cameras if named and c != named})
+    if wrong:
+        raise ValueError(f"keypoints_from {recipe.keypoints_from} was trained on the {named!r} camera, the recipe's "
+                         f"action sources use {wrong}")
+    net = und.image.keypoints
+    net.load_state_dict(load_file(os.path.join(recipe.keypoints_from, "keypoints.safetensors")))
+    net.requires_grad_(False)
 
 
 def run(recipe: RecipeConfig, args) -> dict:
@@ -638,10 +669,15 @@ def run(recipe: RecipeConfig, args) -> dict:
         parts_new = build_parts(cfg)
         for name, module in parts_new.items():
             try:
-                module.load_state_dict(init[1][name].state_dict())
+                missing, unexpected = module.load_state_dict(init[1][name].state_dict(), strict=False)
             except RuntimeError as e:
                 raise ValueError(f"the recipe's model overrides {recipe.model} change the shape of "
                                  f"{recipe.init_from}'s {name} weights: {str(e)[:300]}") from None
+            new_ok = ("image.keypoints.", "image.keypoint_token.") if name == "understanding" and recipe.keypoints_from else ()
+            missing = [k for k in missing if not k.startswith(new_ok)]
+            if missing or unexpected:
+                raise ValueError(f"the recipe's model overrides {recipe.model} do not fit {recipe.init_from}'s "
+                                 f"{name} weights: missing {missing[:5]}, unexpected {unexpected[:5]}")
         init = (cfg, parts_new, init[2])
     if recipe.joint_names and len(recipe.joint_names) != cfg.action_dim:
         raise ValueError(f"recipe has {len(recipe.joint_names)} joint names, the model acts on {cfg.action_dim}")
@@ -683,13 +719,15 @@ def run(recipe: RecipeConfig, args) -> dict:
         parts["vae"].eval().requires_grad_(False)
     else:
         latent_scale = _vae_stage(recipe, parts["vae"], D, args, norm)
+    if recipe.keypoints_from and not args.eval_only:
+        load_keypoints(parts["understanding"], recipe, [s.camera for s in act_sources if s.kind == "sim_expert"])
     env_norms = stage_env_norms(recipe, cache, D)
     pos_head = None
     if env_norms:
         widths = {len(n.names) for n in env_norms.values()}
         if len(widths) > 1:
             raise DatasetError(f"the stages' environment states differ in width: {sorted(widths)}")
-        pos_head = PositionHead(cfg.und.image_tokens, cfg.dim, widths.pop())
+        pos_head = PositionHead(cfg.und.image_out_tokens, cfg.dim, widths.pop())
     vae = parts["vae"].to(D.device)
     tr = WorldModelTrainable(parts, vae, latent_scale, pos_head).to(D.device)
     stage_names = [s.name for s in recipe.stages]

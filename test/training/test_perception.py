@@ -73,3 +73,29 @@ def test_a_keypoint_net_learns_to_find_a_small_marker_and_lift_it_to_3d(tmp_path
         KeypointEstimator(str(tmp_path))
     from training.experiments.privileged_bc import load_estimator     # the closed-loop experiment's reader
     assert isinstance(load_estimator(str(tmp_path / "kp")), KeypointEstimator)
+
+
+def test_the_understanding_encoder_reads_the_same_keypoints_and_adds_one_token(tmp_path):
+    """UnderstandingConfig.keypoint_tasks puts a keypoint net in the image encoder: with a trained
+    artifact's weights its readings are the KeypointEstimator's (pixel in [-1, 1], height), and they
+    reach the world model as one more image token."""
+    from kairos_model.understanding import UnderstandingConfig, UnderstandingEncoder
+    frames, env = _dot_frames(300, np.random.default_rng(0))
+    cfg = KeypointConfig(tasks=["reach-v3"], image_size=32, width=16, max_steps=60, batch=16)
+    res = train_keypoints(frames, ["reach-v3"] * len(frames), env, DOWN, cfg, progress=False)
+    save_keypoints(str(tmp_path / "kp"), res["net"], DOWN)
+    est = KeypointEstimator(str(tmp_path / "kp"))
+    ucfg = UnderstandingConfig(dim=32, text_heads=4, image_channels=8, keypoint_tasks=["reach-v3"],
+                               keypoint_image_size=32, keypoint_width=16)
+    und = UnderstandingEncoder(ucfg).eval()
+    und.image.keypoints.load_state_dict(est.net.state_dict())
+    img = torch.from_numpy(frames[:5]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        read = und.image.keypoint_readings(img).numpy()                  # [5, 2, 3]
+        tokens = und(["reach the red goal"] * 5, img)
+    px, h = est.pixels(frames[:5], "reach-v3")
+    np.testing.assert_allclose((read[..., :2] + 1) / 2 * 32, px, atol=1e-4)
+    np.testing.assert_allclose(read[..., 2], h, atol=1e-5)
+    assert ucfg.image_out_tokens == ucfg.image_tokens + 1 and tokens.shape == (5, ucfg.tokens, 32)
+    with pytest.raises(ValueError, match="32x32"):
+        und.image.keypoint_readings(torch.zeros(1, 3, 64, 64))

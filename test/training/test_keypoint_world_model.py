@@ -1,0 +1,81 @@
+"""A world model with a keypoint token (recipe `keypoints_from`): the trainer puts a keypoint artifact's
+net into the understanding encoder, frozen, on top of a pretrained artifact; the result runs on the
+torch engine and exports to ONNX with the keypoint net inside, agreeing with torch."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+JOINTS = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6", "r_close"]
+
+
+def keypoint_artifact(path, camera="workspace", tasks=("reach-v3",)):
+    """An (untrained) keypoint artifact for `camera`'s frames: the plumbing, not the skill."""
+    from kairos_sim.metaworld_sim import MetaWorldSim, SimConfig
+    from training.perception import KeypointConfig, KeypointNet, save_keypoints
+    torch.manual_seed(0)
+    with MetaWorldSim(SimConfig(task=tasks[0], camera=camera)) as sim:
+        cam = sim.camera_model()
+    net = KeypointNet(KeypointConfig(tasks=list(tasks), image_size=64, width=8))
+    save_keypoints(str(path), net, cam, {"camera_name": camera})
+    return net
+
+
+def test_keypoints_from_a_mismatched_camera_or_a_non_artifact_is_refused(tmp_path):
+    from kairos_model.understanding import UnderstandingConfig, UnderstandingEncoder
+    from training.recipe import RecipeConfig
+    from training.trainer import load_keypoints, model_config
+    keypoint_artifact(tmp_path / "kp")
+    r = RecipeConfig(name="r", model={"action_dim": 8, "proprio_dim": 8}, keypoints_from=str(tmp_path / "kp"))
+    cfg = model_config(r)
+    assert cfg.und.keypoint_tasks == ["reach-v3"] and cfg.und.keypoint_width == 8
+    und = UnderstandingEncoder(cfg.und)
+    with pytest.raises(ValueError, match="'workspace' camera"):
+        load_keypoints(und, r, ["corner2"])
+    load_keypoints(und, r, ["workspace"])
+    assert not any(p.requires_grad for p in und.image.keypoints.parameters())
+    with pytest.raises(FileNotFoundError, match="goal_pixels"):
+        model_config(RecipeConfig(name="r", keypoints_from=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_a_keypoint_world_model_trains_from_an_artifact_runs_and_exports(tmp_path):
+    import yaml
+    from kairos_model.engine import Observation, load_engine
+    from safetensors.torch import load_file
+    from training.export import export_artifact
+    net = keypoint_artifact(tmp_path / "kp")
+    recipe = {"name": "kp", "preset": "tiny", "model": {"action_dim": 8, "proprio_dim": 8},
+              "joint_names": JOINTS, "out": str(tmp_path / "run"), "init_from": "artifacts/tiny_button_press",
+              "keypoints_from": str(tmp_path / "kp"), "renormalize": True, "eval_episodes": 1,
+              "stages": [{"name": "III", "objective": "video+action", "steps": 3, "batch": 2, "frames": [5],
+                          "warmup": 1,
+                          "sources": [{"kind": "sim_expert", "tasks": ["reach-v3"], "episodes": 2, "actions": True,
+                                       "camera": "workspace", "path": str(tmp_path / "demos")}]}]}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    r = subprocess.run([sys.executable, "-m", "training.trainer", str(tmp_path / "r.yaml")], capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    art = tmp_path / "run" / "artifact"
+    und_cfg = json.load(open(art / "config.json"))["world_model"]["und"]
+    assert und_cfg["keypoint_tasks"] == ["reach-v3"]
+    # the keypoint net is the artifact's, unchanged by training (frozen, and EMA of a constant)
+    from kairos_model.checkpoint import load_checkpoint
+    _, parts = load_checkpoint(str(art))
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(parts["understanding"].image.keypoints.state_dict()[k].float(), v.float(),
+                                   rtol=1e-3, atol=1e-3)
+    t = load_engine(str(art), backend="torch", sampler_steps=2).engine
+    assert t.cfg.und.tokens == t.cfg.und.text_tokens + t.cfg.und.image_tokens + 1
+    onnx_dir = tmp_path / "onnx"
+    export_artifact(str(art), str(onnx_dir), backend="onnx")
+    o = load_engine(str(onnx_dir), backend="onnx", sampler_steps=2, providers=["CPUExecutionProvider"]).engine
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        obs = Observation(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8), rng.normal(0, 0.1, 8),
+                          "reach the red goal")
+        np.testing.assert_allclose(t.step(obs).actions, o.step(obs).actions, atol=1e-3)
