@@ -116,26 +116,39 @@ def save_keypoints(out: str, net: KeypointNet, camera, extra: Optional[dict] = N
                   indent=1)
 
 
+def read_keypoint_doc(path: str) -> dict:
+    """A keypoint artifact's config.json (KeypointConfig, camera model, camera name); a clear error for
+    anything else."""
+    doc_path = os.path.join(path, "config.json")
+    if not os.path.isfile(doc_path):
+        raise FileNotFoundError(f"{path} is not a keypoint artifact: {doc_path} is missing (train one with "
+                                "python -m training.experiments.goal_pixels)")
+    with open(doc_path) as f:
+        doc = json.load(f)
+    if doc.get("kind") != "keypoints":
+        raise ValueError(f"{path} is not a keypoint artifact (kind {doc.get('kind')!r})")
+    return doc
+
+
+def keypoint_weights(path: str) -> Dict[str, torch.Tensor]:
+    """A keypoint artifact's KeypointNet state dict (safetensors: nothing is unpickled)."""
+    from safetensors.torch import load_file
+    return load_file(os.path.join(path, "keypoints.safetensors"))
+
+
 class KeypointEstimator:
     """Reads object and goal positions from camera frames with a saved KeypointNet: the heatmap peak's
     pixel, lifted to 3D at the height read there. The `positions` interface of BCEngine, so
     training.experiments.privileged_bc can run on it."""
 
     def __init__(self, path: str):
-        from safetensors.torch import load_file
         from kairos_sim.camera import CameraModel
-        doc_path = os.path.join(path, "config.json")
-        if not os.path.isfile(doc_path):
-            raise FileNotFoundError(f"{path} is not a keypoint artifact: {doc_path} is missing")
-        with open(doc_path) as f:
-            doc = json.load(f)
-        if doc.get("kind") != "keypoints":
-            raise ValueError(f"{path} is not a keypoint artifact (kind {doc.get('kind')!r})")
+        doc = read_keypoint_doc(path)
         self.cfg = KeypointConfig(**doc["config"])
         self.camera = CameraModel.from_dict(doc["camera"])
         self.camera_name = doc.get("camera_name")
         self.net = KeypointNet(self.cfg)
-        self.net.load_state_dict(load_file(os.path.join(path, "keypoints.safetensors")))
+        self.net.load_state_dict(keypoint_weights(path))
         self.net.eval()
 
     @torch.no_grad()

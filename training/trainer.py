@@ -614,37 +614,26 @@ def model_config(recipe: RecipeConfig, init=None) -> WorldModelConfig:
     over = dict(recipe.model)
     und = dict(over.get("und", {}))
     if recipe.keypoints_from:
-        kp = _keypoint_doc(recipe.keypoints_from)["config"]
+        from training.perception import read_keypoint_doc
+        kp = read_keypoint_doc(recipe.keypoints_from)["config"]
         und.update(keypoint_tasks=list(kp["tasks"]), keypoint_image_size=kp["image_size"], keypoint_width=kp["width"])
     if und:
         over["und"] = replace(base.und, **und)
     return replace(base, **over)
 
 
-def _keypoint_doc(path: str) -> dict:
-    doc_path = os.path.join(path, "config.json")
-    if not os.path.isfile(doc_path):
-        raise FileNotFoundError(f"keypoints_from {path}: {doc_path} is missing (train one with "
-                                "python -m training.experiments.goal_pixels)")
-    with open(doc_path) as f:
-        doc = json.load(f)
-    if doc.get("kind") != "keypoints":
-        raise ValueError(f"keypoints_from {path} is not a keypoint artifact (kind {doc.get('kind')!r})")
-    return doc
-
-
 def load_keypoints(und: nn.Module, recipe: RecipeConfig, cameras: List[str]) -> None:
     """Put the recipe's keypoint artifact's weights into the understanding encoder and freeze them; its
     camera must be the one the action sources were recorded with."""
-    from safetensors.torch import load_file
-    doc = _keypoint_doc(recipe.keypoints_from)
+    from training.perception import keypoint_weights, read_keypoint_doc
+    doc = read_keypoint_doc(recipe.keypoints_from)
     named = doc.get("camera_name")
     wrong = sorted({c for c in cameras if named and c != named})
     if wrong:
         raise ValueError(f"keypoints_from {recipe.keypoints_from} was trained on the {named!r} camera, the recipe's "
                          f"action sources use {wrong}")
     net = und.image.keypoints
-    net.load_state_dict(load_file(os.path.join(recipe.keypoints_from, "keypoints.safetensors")))
+    net.load_state_dict(keypoint_weights(recipe.keypoints_from))
     net.requires_grad_(False)
 
 
