@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kairos_model.keypoints import KeypointNet, KeypointNetConfig, read_peaks
+
 
 @dataclass
 class UnderstandingConfig:
@@ -183,7 +185,6 @@ class ImageEncoder(nn.Module):
         self.pool = AttentionPool(cfg.dim, cfg.image_tokens, cfg.text_heads)
         self.keypoints = None
         if cfg.keypoint_tasks:
-            from kairos_model.keypoints import KeypointNet, KeypointNetConfig
             kcfg = KeypointNetConfig(list(cfg.keypoint_tasks), cfg.keypoint_image_size, cfg.keypoint_width)
             self.keypoints = KeypointNet(kcfg)
             self.keypoint_token = nn.Sequential(nn.Linear(3 * kcfg.channels, cfg.dim), nn.SiLU(),
@@ -191,7 +192,6 @@ class ImageEncoder(nn.Module):
 
     def keypoint_readings(self, image_bchw: torch.Tensor) -> torch.Tensor:
         """[B, 3, S, S] -> [B, C, 3]: each keypoint channel's peak (column, row in [-1, 1]) and height (m)."""
-        from kairos_model.keypoints import read_peaks
         s = self.keypoints.cfg.image_size
         if tuple(image_bchw.shape[2:]) != (s, s):
             raise ValueError(f"the keypoint net reads {s}x{s} frames, got {tuple(image_bchw.shape[2:])}")
