@@ -43,7 +43,7 @@ def fixed_part(model, vae, und, img: torch.Tensor, proprio: torch.Tensor, text: 
     (normalised), text [1, M_text, C] (the instruction's tokens) -> (Context, new HybridState)."""
     z, _ = vae.encode(img.unsqueeze(1))                                           # [1, 1, C, h, w]
     z = z * latent_scale
-    u = torch.cat([text, und.encode_image(img)], 1).unsqueeze(1)                 # [1, 1, M, C]
+    u = und.combine(text, und.encode_image(img)).unsqueeze(1)                    # [1, 1, M, C]
     return model.encode_context(z, proprio, u, state)
 
 

@@ -187,7 +187,7 @@ class TorchEngine:
                 z, _ = self.vae.encode(img.unsqueeze(1))                                  # [1, 1, C, h, w]
                 z = z * self.latent_scale
                 t["vae_encode"] = self._clock()
-                und = torch.cat([self._text_tokens, self.und.encode_image(img)], 1).unsqueeze(1)
+                und = self.und.combine(self._text_tokens, self.und.encode_image(img)).unsqueeze(1)
                 self._ctx, self.state = self.model.encode_context(z, proprio, und, self.state)
                 t["memory_update"] = self._clock()
         elif self._ctx is None:

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kairos_model.keypoints import KeypointNet, KeypointNetConfig, read_peaks
+from kairos_model.keypoints import POINTS, KeypointNet, KeypointNetConfig, read_peaks
 
 
 @dataclass
@@ -42,7 +42,13 @@ class UnderstandingConfig:
     and goal at the pixel level from the frame (of side keypoint_image_size, net width
     keypoint_width), and its readings (pixel and height of every task's points) become one more
     image token; its weights come from a trained keypoint artifact (recipe `keypoints_from`) and
-    stay frozen. Empty (no token, no parameters) in configs that predate it."""
+    stay frozen. Empty (no token, no parameters) in configs that predate it.
+    keypoint_select: the keypoint token carries only the instructed task's readings: the image
+    encoder puts out one token per keypoint task (that task's readings through a shared MLP, plus a
+    learned task embedding), and UnderstandingEncoder.combine gates them into one token by the
+    instruction (a softmax over tasks from the text tokens), so the model is handed the readings its
+    instruction needs instead of every task's. Off (one token of all readings) in configs that
+    predate it."""
     dim: int = 128
     vocab_buckets: int = 4096
     max_words: int = 24
@@ -56,15 +62,20 @@ class UnderstandingConfig:
     keypoint_tasks: List[str] = field(default_factory=list)
     keypoint_image_size: int = 64
     keypoint_width: int = 32
+    keypoint_select: bool = False
 
     @property
     def image_out_tokens(self) -> int:
-        """Image tokens out of the encoder: the pooled ones and the keypoint token, when there is one."""
-        return self.image_tokens + int(bool(self.keypoint_tasks))
+        """Image tokens out of the image encoder: the pooled ones and the keypoint token(s): one, or
+        one per keypoint task with keypoint_select (combine() gates those into one)."""
+        if not self.keypoint_tasks:
+            return self.image_tokens
+        return self.image_tokens + (len(self.keypoint_tasks) if self.keypoint_select else 1)
 
     @property
     def tokens(self) -> int:
-        return self.text_tokens + self.image_out_tokens
+        """Conditioning tokens the world model sees per frame (after combine())."""
+        return self.text_tokens + self.image_tokens + int(bool(self.keypoint_tasks))
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -187,8 +198,12 @@ class ImageEncoder(nn.Module):
         if cfg.keypoint_tasks:
             kcfg = KeypointNetConfig(list(cfg.keypoint_tasks), cfg.keypoint_image_size, cfg.keypoint_width)
             self.keypoints = KeypointNet(kcfg)
-            self.keypoint_token = nn.Sequential(nn.Linear(3 * kcfg.channels, cfg.dim), nn.SiLU(),
+            self.select = cfg.keypoint_select
+            per_token = 3 * len(POINTS) if self.select else 3 * kcfg.channels    # readings into one token
+            self.keypoint_token = nn.Sequential(nn.Linear(per_token, cfg.dim), nn.SiLU(),
                                                 nn.Linear(cfg.dim, cfg.dim))
+            if self.select:
+                self.task_embed = nn.Parameter(torch.randn(len(kcfg.tasks), cfg.dim) * 0.02)
 
     def keypoint_readings(self, image_bchw: torch.Tensor) -> torch.Tensor:
         """[B, 3, S, S] -> [B, C, 3]: each keypoint channel's peak (column, row in [-1, 1]) and height (m)."""
@@ -211,8 +226,12 @@ class ImageEncoder(nn.Module):
             tokens = tokens + sincos_2d(h.shape[2], h.shape[3], h.shape[1], h.device, tokens.dtype)
         out = self.pool(tokens)
         if self.keypoints is not None:
-            k = self.keypoint_readings(image_bchw).flatten(1).to(out.dtype)   # [B, 3C]
-            out = torch.cat([out, self.keypoint_token(k)[:, None]], 1)
+            k = self.keypoint_readings(image_bchw).to(out.dtype)               # [B, C, 3]
+            if self.select:                                                     # one token per task
+                k = k.unflatten(1, (len(self.keypoints.cfg.tasks), len(POINTS))).flatten(2)   # [B, K, 3P]
+                out = torch.cat([out, self.keypoint_token(k) + self.task_embed], 1)
+            else:                                                               # one token of all readings
+                out = torch.cat([out, self.keypoint_token(k.flatten(1))[:, None]], 1)
         return out
 
 
@@ -226,6 +245,8 @@ class UnderstandingEncoder(nn.Module):
         self.image = ImageEncoder(cfg)
         self.null_text = nn.Parameter(torch.zeros(cfg.text_tokens, cfg.dim))
         self.type_embed = nn.Parameter(torch.zeros(2, cfg.dim))
+        if cfg.keypoint_tasks and cfg.keypoint_select:
+            self.keypoint_gate = nn.Linear(cfg.dim, len(cfg.keypoint_tasks))
 
     def encode_text(self, texts: Sequence[str], drop_text: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[B, text_tokens, dim]; rows where drop_text [B] is True get the learned null (CFG)."""
@@ -237,8 +258,27 @@ class UnderstandingEncoder(nn.Module):
     def encode_image(self, image_bchw: torch.Tensor) -> torch.Tensor:
         return self.image(image_bchw) + self.type_embed[1]
 
+    def keypoint_weights(self, text_tokens: torch.Tensor) -> torch.Tensor:
+        """text tokens [..., Mt, C] -> each keypoint task's weight [..., K] (softmax) for this
+        instruction (keypoint_select)."""
+        return self.keypoint_gate(text_tokens.mean(-2)).float().softmax(-1).to(text_tokens.dtype)
+
+    def combine(self, text_tokens: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+        """The conditioning tokens of frames: text [B, Mt, C] (encode_text) and image [B, Mi_out, C]
+        or [B, T, Mi_out, C] (encode_image) -> [B, (T,) cfg.tokens, C]. With keypoint_select the
+        per-task keypoint tokens are gated into one by the instruction."""
+        if image_tokens.dim() == 4:
+            B, T = image_tokens.shape[:2]
+            text_tokens = text_tokens.unsqueeze(1).expand(B, T, *text_tokens.shape[1:])
+        if self.cfg.keypoint_tasks and self.cfg.keypoint_select:
+            K = len(self.cfg.keypoint_tasks)
+            g = self.keypoint_weights(text_tokens)                                  # [..., K]
+            chosen = (g.unsqueeze(-1) * image_tokens[..., -K:, :]).sum(-2, keepdim=True)   # [..., 1, C]
+            image_tokens = torch.cat([image_tokens[..., :-K, :], chosen], -2)
+        return torch.cat([text_tokens, image_tokens], -2)
+
     def forward(self, texts: Sequence[str], image_bchw: torch.Tensor,
                 drop_text: Optional[torch.Tensor] = None) -> torch.Tensor:
         if len(texts) != image_bchw.shape[0]:
             raise ValueError(f"{len(texts)} instructions for a batch of {image_bchw.shape[0]} images")
-        return torch.cat([self.encode_text(texts, drop_text), self.encode_image(image_bchw)], dim=1)
+        return self.combine(self.encode_text(texts, drop_text), self.encode_image(image_bchw))

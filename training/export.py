@@ -105,12 +105,12 @@ class FrameEncoderGraph(nn.Module):
 class ContextStepGraph(nn.Module):
     """One memory update: (latent, image tokens, text tokens, proprio, *state) -> (ctx_k, ctx_v, *state)."""
 
-    def __init__(self, model: KairosWorldModel):
+    def __init__(self, model: KairosWorldModel, und: UnderstandingEncoder):
         super().__init__()
-        self.model = model
+        self.model, self.und = model, und
 
     def forward(self, latent, image_tokens, text_tokens, proprio, *state):
-        und = torch.cat([text_tokens, image_tokens], 1).unsqueeze(1)              # [1, 1, M, C]
+        und = self.und.combine(text_tokens, image_tokens).unsqueeze(1)            # [1, 1, M, C]
         ctx, new = self.model.encode_context(latent.unsqueeze(1), proprio.unsqueeze(1), und,
                                              unflatten_state(self.model, list(state)))
         k = torch.stack([lc.k[0, 0] for lc in ctx.layers])                         # [L, M+N, H, D]
@@ -189,7 +189,7 @@ OUTPUT_NAMES = {
 def build_graph_modules(parts, latent_scale: float) -> Dict[str, nn.Module]:
     model, und, vae = parts["world_model"], parts["understanding"], parts["vae"]
     return {"text_encoder": TextEncoderGraph(und), "frame_encoder": FrameEncoderGraph(vae, und, latent_scale),
-            "context_step": ContextStepGraph(model),
+            "context_step": ContextStepGraph(model, und),
             "denoise_step": DenoiseStepGraph(model, model.cfg.und.tokens),
             "vae_decoder": VAEDecoderGraph(vae, latent_scale)}
 

@@ -290,7 +290,7 @@ class WorldModelTrainable(nn.Module):
         frames_btchw = frames_btchw.to(self.device)
         text = self.und.encode_text(texts)                                           # [B, Mt, C]
         img = self.und.encode_image(frames_btchw.flatten(0, 1)).unflatten(0, (B, T))  # [B, T, Mi, C]
-        return torch.cat([text.unsqueeze(1).expand(B, T, *text.shape[1:]), img], dim=2)
+        return self.und.combine(text, img)                                          # [B, T, M, C]
 
     def positions(self, frames_nchw: torch.Tensor) -> torch.Tensor:
         """Single frames [N, 3, S, S] -> predicted environment state [N, E] (normalised)."""
@@ -662,7 +662,7 @@ def run(recipe: RecipeConfig, args) -> dict:
             except RuntimeError as e:
                 raise ValueError(f"the recipe's model overrides {recipe.model} change the shape of "
                                  f"{recipe.init_from}'s {name} weights: {str(e)[:300]}") from None
-            new_ok = ("image.keypoints.", "image.keypoint_token.") if name == "understanding" and recipe.keypoints_from else ()
+            new_ok = ("image.keypoints.", "image.keypoint_token.", "image.task_embed", "keypoint_gate.") if name == "understanding" and recipe.keypoints_from else ()
             missing = [k for k in missing if not k.startswith(new_ok)]
             if missing or unexpected:
                 raise ValueError(f"the recipe's model overrides {recipe.model} do not fit {recipe.init_from}'s "

@@ -43,13 +43,15 @@ def test_keypoints_from_a_mismatched_camera_or_a_non_artifact_is_refused(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_keypoint_world_model_trains_from_an_artifact_runs_and_exports(tmp_path):
+@pytest.mark.parametrize("select", [False, True], ids=["all_readings", "instructed_task"])
+def test_a_keypoint_world_model_trains_from_an_artifact_runs_and_exports(tmp_path, select):
     import yaml
     from kairos_model.engine import Observation, load_engine
     from safetensors.torch import load_file
     from training.export import export_artifact
-    net = keypoint_artifact(tmp_path / "kp")
-    recipe = {"name": "kp", "preset": "tiny", "model": {"action_dim": 8, "proprio_dim": 8},
+    net = keypoint_artifact(tmp_path / "kp", tasks=("reach-v3", "push-v3"))
+    model = {"action_dim": 8, "proprio_dim": 8, **({"und": {"keypoint_select": True}} if select else {})}
+    recipe = {"name": "kp", "preset": "tiny", "model": model,
               "joint_names": JOINTS, "out": str(tmp_path / "run"), "init_from": "artifacts/tiny_button_press",
               "keypoints_from": str(tmp_path / "kp"), "renormalize": True, "eval_episodes": 1,
               "stages": [{"name": "III", "objective": "video+action", "steps": 3, "batch": 2, "frames": [5],
@@ -62,7 +64,7 @@ def test_a_keypoint_world_model_trains_from_an_artifact_runs_and_exports(tmp_pat
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     art = tmp_path / "run" / "artifact"
     und_cfg = json.load(open(art / "config.json"))["world_model"]["und"]
-    assert und_cfg["keypoint_tasks"] == ["reach-v3"]
+    assert und_cfg["keypoint_tasks"] == ["reach-v3", "push-v3"] and und_cfg["keypoint_select"] == select
     # the keypoint net is the artifact's, unchanged by training (frozen, and EMA of a constant)
     from kairos_model.checkpoint import load_checkpoint
     _, parts = load_checkpoint(str(art))
@@ -71,6 +73,7 @@ def test_a_keypoint_world_model_trains_from_an_artifact_runs_and_exports(tmp_pat
                                    rtol=1e-3, atol=1e-3)
     t = load_engine(str(art), backend="torch", sampler_steps=2).engine
     assert t.cfg.und.tokens == t.cfg.und.text_tokens + t.cfg.und.image_tokens + 1
+    assert t.cfg.und.image_out_tokens == t.cfg.und.image_tokens + (2 if select else 1)
     onnx_dir = tmp_path / "onnx"
     export_artifact(str(art), str(onnx_dir), backend="onnx")
     o = load_engine(str(onnx_dir), backend="onnx", sampler_steps=2, providers=["CPUExecutionProvider"]).engine
@@ -79,3 +82,45 @@ def test_a_keypoint_world_model_trains_from_an_artifact_runs_and_exports(tmp_pat
         obs = Observation(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8), rng.normal(0, 0.1, 8),
                           "reach the red goal")
         np.testing.assert_allclose(t.step(obs).actions, o.step(obs).actions, atol=1e-3)
+
+
+def test_the_instructed_task_keypoint_token_is_gated_by_the_instruction():
+    """keypoint_select: one keypoint token per task out of the image encoder; combine() hands the
+    world model one of them, chosen by the instruction (a gate that learns task from text)."""
+    from kairos_model.understanding import UnderstandingConfig, UnderstandingEncoder
+    tasks = ["reach-v3", "push-v3", "peg-insert-side-v3"]
+    texts = ["reach the red goal", "push the puck to the goal", "insert the peg into the hole"]
+    torch.manual_seed(0)
+    cfg = UnderstandingConfig(dim=32, text_heads=4, image_channels=8, keypoint_tasks=tasks,
+                              keypoint_image_size=32, keypoint_width=8, keypoint_select=True)
+    und = UnderstandingEncoder(cfg).eval()
+    img = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        image_tokens = und.encode_image(img)
+        text_tokens = und.encode_text(texts)
+    assert image_tokens.shape == (3, cfg.image_tokens + 3, 32) and cfg.image_out_tokens == cfg.image_tokens + 3
+    out = und.combine(text_tokens, image_tokens)
+    assert out.shape == (3, cfg.tokens, 32) and cfg.tokens == cfg.text_tokens + cfg.image_tokens + 1
+    # a frame sequence [B, T, Mi, C] takes the same text per frame
+    seq = und.combine(text_tokens, image_tokens[:, None].expand(3, 2, -1, -1))
+    torch.testing.assert_close(seq[:, 1], out)
+    # the per-task token is that task's readings only: change another task's heatmaps, it stays
+    with torch.no_grad():
+        und.image.keypoints.heat.weight[2:] += torch.randn_like(und.image.keypoints.heat.weight[2:])  # push, peg
+        again = und.encode_image(img)
+    torch.testing.assert_close(again[:, cfg.image_tokens], image_tokens[:, cfg.image_tokens])
+    assert not torch.allclose(again[:, cfg.image_tokens + 2], image_tokens[:, cfg.image_tokens + 2])
+    # the gate learns to pick instruction i's task (only the gate trains here)
+    opt = torch.optim.Adam(und.keypoint_gate.parameters(), lr=0.05)
+    target = torch.arange(3)
+    for _ in range(100):
+        w = und.keypoint_weights(text_tokens)
+        loss = -torch.log(w[target, target]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        w = und.keypoint_weights(text_tokens)
+        out = und.combine(text_tokens, image_tokens)
+    assert (w.diagonal() > 0.95).all(), w
+    torch.testing.assert_close(out[:, -1], image_tokens[target, cfg.image_tokens + target], atol=0.1, rtol=0)
