@@ -55,7 +55,11 @@ class StageConfig:
     aux_weight > 0: a position head (training only, not exported) regresses the simulator's object and
     goal positions from the understanding encoder's image tokens, on every frame of the stage's clips
     that has them and on `aux_batch` frames (0: `batch`) of its aux_only sources per step, with this
-    weight; it teaches the image tokens the action expert reads where small objects are."""
+    weight; it teaches the image tokens the action expert reads where small objects are.
+    gate_weight > 0 (with und.keypoint_select): a cross-entropy with this weight teaches the keypoint
+    gate which task each clip's instruction names (clips whose instruction is a keypoint task's,
+    kairos_sim INSTRUCTIONS; others add nothing), so the world model is handed that task's readings;
+    0: the gate learns end to end from the flow loss alone."""
     name: str
     objective: str
     sources: List[SourceConfig]
@@ -70,6 +74,7 @@ class StageConfig:
     minutes: Optional[float] = None
     aux_weight: float = 0.0
     aux_batch: int = 0
+    gate_weight: float = 0.0
 
     def __post_init__(self):
         if any(s.aux_only for s in self.sources) and self.aux_weight <= 0:

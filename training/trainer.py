@@ -285,26 +285,45 @@ class WorldModelTrainable(nn.Module):
         mu, _ = self.vae[0].encode(frames_btchw.flatten(0, 1).unsqueeze(1))
         return mu.squeeze(1).unflatten(0, (B, T)) * self.latent_scale
 
-    def und_tokens(self, frames_btchw: torch.Tensor, texts: List[str]) -> torch.Tensor:
+    def und_tokens(self, frames_btchw: torch.Tensor, texts: List[str], with_image: bool = False):
+        """Conditioning tokens [B, T, M, C] of clips; with_image: also the image encoder's tokens
+        [B, T, Mi_out, C] they were combined from (what the position head reads)."""
         B, T = frames_btchw.shape[:2]
         frames_btchw = frames_btchw.to(self.device)
         text = self.und.encode_text(texts)                                           # [B, Mt, C]
         img = self.und.encode_image(frames_btchw.flatten(0, 1)).unflatten(0, (B, T))  # [B, T, Mi, C]
-        return self.und.combine(text, img)                                          # [B, T, M, C]
+        und = self.und.combine(text, img)                                           # [B, T, M, C]
+        return (und, img) if with_image else und
 
     def positions(self, frames_nchw: torch.Tensor) -> torch.Tensor:
         """Single frames [N, 3, S, S] -> predicted environment state [N, E] (normalised)."""
         return self.pos_head(self.und.encode_image(frames_nchw.to(self.device)))
 
+    def gate_loss(self, texts: List[str]) -> Optional[torch.Tensor]:
+        """Cross-entropy of the keypoint gate (und.keypoint_select) against the keypoint task each
+        instruction names, over the batch's clips whose instruction is one; None when none is."""
+        from kairos_sim.metaworld_sim import INSTRUCTIONS
+        tasks = self.und.cfg.keypoint_tasks
+        if not (tasks and self.und.cfg.keypoint_select):
+            raise ValueError("gate_weight > 0 needs a keypoint token with und.keypoint_select: true")
+        named = {INSTRUCTIONS.get(t, t): i for i, t in enumerate(tasks)}
+        target = torch.tensor([named.get(t, -1) for t in texts])
+        keep = target >= 0
+        if not keep.any():
+            return None
+        w = self.und.keypoint_weights(self.und.encode_text([t for t, k in zip(texts, keep) if k]))   # [n, K]
+        return -w.float().clamp_min(1e-8).log().gather(1, target[keep].to(w.device)[:, None]).mean()
+
     def forward(self, batch: Batch, generator: torch.Generator, with_actions: bool, anchors: int = 0,
-                aux_weight: float = 0.0, aux=None):
+                aux_weight: float = 0.0, aux=None, gate_weight: float = 0.0):
         """The world model's loss on the batch's clips; with aux_weight > 0 plus that weight times the
         position loss (MSE, normalised units) on the clips' frames that carry env_state and on the
-        aux_only frames `aux` = (frames [N, 3, S, S], env_state [N, E], texts), averaged over the two."""
+        aux_only frames `aux` = (frames [N, 3, S, S], env_state [N, E], texts), averaged over the two;
+        with gate_weight > 0 plus that weight times the keypoint gate's loss (gate_loss)."""
         dev = next(self.wm.parameters()).device
         frames = batch.frames.to(dev)
         lat = self.latents(frames)
-        und = self.und_tokens(frames, batch.texts)
+        und, img_tokens = self.und_tokens(frames, batch.texts, with_image=True)
         acts = batch.actions.to(dev) if (with_actions and batch.actions is not None) else None
         n = frames.shape[1] - self.wm.cfg.future_frames                 # frames with a full future
         idx = None
@@ -314,8 +333,7 @@ class WorldModelTrainable(nn.Module):
         if aux_weight > 0:
             terms = []
             if batch.env_state is not None:
-                img = und[:, :, self.und.cfg.text_tokens:]                               # [B, T, Mi, C]
-                pred = self.pos_head(img.flatten(0, 1)).float()                          # [B*T, E]
+                pred = self.pos_head(img_tokens.flatten(0, 1)).float()                   # [B*T, E]
                 err = (pred - batch.env_state.to(dev).flatten(0, 1)).pow(2).mean(1)
                 w = batch.valid.to(dev).flatten().float()
                 terms.append((err * w).sum() / w.sum().clamp_min(1))
@@ -327,6 +345,11 @@ class WorldModelTrainable(nn.Module):
             lp = sum(terms) / len(terms)
             parts["position"] = lp.detach()
             loss = loss + aux_weight * lp
+        if gate_weight > 0:
+            lg = self.gate_loss(batch.texts)
+            if lg is not None:
+                parts["gate"] = lg.detach()
+                loss = loss + gate_weight * lg
         return loss, parts
 
 
@@ -708,6 +731,10 @@ def run(recipe: RecipeConfig, args) -> dict:
         parts["vae"].eval().requires_grad_(False)
     else:
         latent_scale = _vae_stage(recipe, parts["vae"], D, args, norm)
+    gated = [st.name for st in recipe.stages if st.gate_weight > 0]
+    if gated and not (cfg.und.keypoint_tasks and cfg.und.keypoint_select):
+        raise ValueError(f"stages {gated} have gate_weight > 0, which needs a keypoint token with "
+                         "model.und.keypoint_select: true (and keypoints_from)")
     if recipe.keypoints_from and not args.eval_only:
         load_keypoints(parts["understanding"], recipe, [s.camera for s in act_sources if s.kind == "sim_expert"])
     env_norms = stage_env_norms(recipe, cache, D)
@@ -739,7 +766,7 @@ def run(recipe: RecipeConfig, args) -> dict:
             aux = None
             if aux_srcs:
                 aux = aux_srcs[int(rng.integers(len(aux_srcs)))].sample(rng, st.aux_batch or st.batch)
-            return model(b, gen, with_actions, st.anchors, st.aux_weight, aux)
+            return model(b, gen, with_actions, st.anchors, st.aux_weight, aux, st.gate_weight)
 
         res = train_loop(f"stage {st.name}", tr, loss_fn, st.steps, st.lr, st.warmup,
                          os.path.join(recipe.out, st.name), D, grad_accum=st.grad_accum,

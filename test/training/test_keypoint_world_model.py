@@ -124,3 +124,38 @@ def test_the_instructed_task_keypoint_token_is_gated_by_the_instruction():
         out = und.combine(text_tokens, image_tokens)
     assert (w.diagonal() > 0.95).all(), w
     torch.testing.assert_close(out[:, -1], image_tokens[target, cfg.image_tokens + target], atol=0.1, rtol=0)
+
+
+def test_the_gate_loss_teaches_the_keypoint_gate_the_instructed_task(tmp_path):
+    """A stage's gate_weight: the trainer's cross-entropy takes the gate to the task each
+    instruction names; instructions of no keypoint task add nothing."""
+    from kairos_model.understanding import UnderstandingEncoder
+    from kairos_sim.metaworld_sim import INSTRUCTIONS
+    from training.recipe import RecipeConfig
+    from kairos_model.checkpoint import build_parts
+    from training.trainer import WorldModelTrainable, model_config
+    tasks = ("reach-v3", "push-v3", "peg-insert-side-v3")
+    keypoint_artifact(tmp_path / "kp", tasks=tasks)
+    r = RecipeConfig(name="r", model={"action_dim": 8, "proprio_dim": 8, "und": {"keypoint_select": True}},
+                     keypoints_from=str(tmp_path / "kp"))
+    cfg = model_config(r)
+    parts = build_parts(cfg)
+    tr = WorldModelTrainable(parts, parts["vae"], 1.0)
+    assert tr.gate_loss(["an instruction of no keypoint task"]) is None
+    texts = [INSTRUCTIONS[t] for t in tasks] + ["an instruction of no keypoint task"]
+    opt = torch.optim.Adam(tr.und.parameters(), lr=3e-3)
+    first = float(tr.gate_loss(texts))
+    for _ in range(60):
+        loss = tr.gate_loss(texts)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        w = tr.und.keypoint_weights(tr.und.encode_text(texts[:3]))
+    assert first > 0.9 and float(tr.gate_loss(texts)) < 0.1
+    assert (w.argmax(1) == torch.arange(3)).all() and (w.diagonal() > 0.9).all(), w
+    # without keypoint_select the loss is refused with a clear error
+    plain = UnderstandingEncoder(model_config(RecipeConfig(name="r", keypoints_from=str(tmp_path / "kp"))).und)
+    tr.und = plain
+    with pytest.raises(ValueError, match="keypoint_select"):
+        tr.gate_loss(texts)
