@@ -154,6 +154,12 @@ def test_the_gate_loss_teaches_the_keypoint_gate_the_instructed_task(tmp_path):
         w = tr.und.keypoint_weights(tr.und.encode_text(texts[:3]))
     assert first > 0.9 and float(tr.gate_loss(texts)) < 0.1
     assert (w.argmax(1) == torch.arange(3)).all() and (w.diagonal() > 0.9).all(), w
+    # the experiment that reads a trained artifact's gate reports the same
+    from kairos_model.checkpoint import save_checkpoint
+    from training.experiments.keypoint_gate import gate_table
+    save_checkpoint(str(tmp_path / "art"), cfg, parts)
+    table = gate_table(str(tmp_path / "art"))
+    assert all(r["top"] == t and r["own_weight"] > 0.9 for t, r in table.items()), table
     # without keypoint_select the loss is refused with a clear error
     plain = UnderstandingEncoder(model_config(RecipeConfig(name="r", keypoints_from=str(tmp_path / "kp"))).und)
     tr.und = plain
