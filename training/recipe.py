@@ -123,7 +123,8 @@ class RecipeConfig:
     frame it is predicted from, instead of absolute joint targets.
     keypoints_from: a keypoint artifact (training.experiments.goal_pixels): the understanding encoder
     gets its keypoint net, frozen, and one more image token made from its readings (the object's
-    and goal's pixel and height per task; UnderstandingConfig.keypoint_tasks); the token's layers
+    and goal's pixel and height per task; UnderstandingConfig.keypoint_tasks; with
+    model.und.keypoint_select one token per task, mixed by the instruction); the token's layers
     are trained, and on top of init_from they start new."""
     name: str
     preset: str = "tiny"
