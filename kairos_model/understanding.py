@@ -43,12 +43,12 @@ class UnderstandingConfig:
     keypoint_width), and its readings (pixel and height of every task's points) become one more
     image token; its weights come from a trained keypoint artifact (recipe `keypoints_from`) and
     stay frozen. Empty (no token, no parameters) in configs that predate it.
-    keypoint_select: the keypoint token carries only the instructed task's readings: the image
+    keypoint_select: one keypoint token per task instead of one of all tasks' readings: the image
     encoder puts out one token per keypoint task (that task's readings through a shared MLP, plus a
-    learned task embedding), and UnderstandingEncoder.combine gates them into one token by the
-    instruction (a softmax over tasks from the text tokens), so the model is handed the readings its
-    instruction needs instead of every task's. Off (one token of all readings) in configs that
-    predate it."""
+    learned task embedding), and UnderstandingEncoder.combine mixes them into one token by the
+    instruction (a softmax over tasks from the text tokens; learned end to end, or taught the
+    instruction's own task by a training stage's gate_weight). Off (one token of all readings) in
+    configs that predate it."""
     dim: int = 128
     vocab_buckets: int = 4096
     max_words: int = 24
