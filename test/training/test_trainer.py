@@ -86,6 +86,20 @@ def test_the_shipped_recipes_parse():
     assert r.init_from == "artifacts/tiny_button_press"
     assert [(s.objective, s.sources[0].episodes, s.sources[0].actions) for s in r.stages] == [
         ("video", 40, False), ("video+action", 10, True)]
+    # the keypoint-token ablations on the workspace camera differ only in what each claims
+    kp, sel, gate = (load_recipe(f"training/recipes/mt10_cpu_ws_{n}.yaml") for n in ("keypoints", "kp_select", "kp_gate"))
+    assert kp.keypoints_from == sel.keypoints_from == gate.keypoints_from
+    assert "und" not in kp.model and sel.model["und"] == gate.model["und"] == {"keypoint_select": True}
+    assert [s.gate_weight for s in kp.stages + sel.stages] == [0.0, 0.0] and gate.stages[0].gate_weight > 0
+    assert kp.stages[0].sources == sel.stages[0].sources == gate.stages[0].sources and kp.seed == sel.seed == gate.seed
+    # every shipped recipe parses (strict fields): training recipes, and distillation's own
+    import glob
+    from training.distill import DistillConfig
+    for f in sorted(glob.glob("training/recipes/*.yaml")):
+        if os.path.basename(f).startswith("distill_"):
+            assert DistillConfig.load(f).teacher, f
+        else:
+            assert load_recipe(f).stages, f
 
 
 @pytest.mark.slow
