@@ -137,3 +137,35 @@ def test_privileged_policy_runs_on_positions_estimated_from_the_camera(tmp_path)
     with pytest.raises(ValueError, match="positions"):
         run(task, demos=1, episodes=1, cfg=PrivilegedBCConfig(inputs=["joints"], iters=1), estimator=est,
             camera="workspace")
+
+
+def test_privileged_policy_can_train_on_what_the_estimator_reads(tmp_path):
+    """`--train-on-estimates`: the demonstrations' `positions` inputs are the estimator's readings of
+    each rendered demonstration frame (here an estimator that reads a fixed, wrong place), not the
+    simulator's; `--first-demo` moves the demonstrations past the scenes an estimator was trained on."""
+    import pytest
+    from kairos_sim.metaworld_sim import MetaWorldSim, SimConfig
+    from training.experiments.privileged_bc import PrivilegedBCConfig, _demos, run
+
+    class Fixed:                                           # reads the same place from any frame
+        cfg = type("C", (), {"image_size": 64})()
+        seen = []
+
+        def positions(self, frames, instruction):
+            assert frames.shape == (1, 64, 64, 3) and frames.dtype == np.uint8
+            self.seen.append(instruction)
+            return np.full((len(frames), 6), 0.123)
+
+    cfg = PrivilegedBCConfig(inputs=["joints", "hand", "positions"], relative=True)
+    with MetaWorldSim(SimConfig(task="reach-v3", camera="workspace")) as sim:
+        X, Y, ok = _demos(sim, range(5, 7), cfg, Fixed())
+        assert ok == 2 and len(X) == len(Y) == len(Fixed.seen)
+        np.testing.assert_array_equal(X[:, 12:18], np.full((len(X), 6), 0.123))
+        Xt, _, _ = _demos(sim, range(5, 7), cfg)            # the same scenes on the true positions
+        assert len(Xt) == len(X) and np.abs(Xt[:, 12:18] - 0.123).min() > 1e-3
+        np.testing.assert_allclose(Xt[:, :12], X[:, :12])   # the same expert episodes otherwise
+    res = run("reach-v3", demos=2, episodes=1, cfg=PrivilegedBCConfig(inputs=cfg.inputs, iters=20),
+              estimator=Fixed(), camera="workspace", train_on_estimates=True, first_demo=5)
+    assert res["trained_on_estimates"] and res["demos_ok"] == 2 and res["samples"] == len(X)
+    with pytest.raises(ValueError, match="needs an estimator"):
+        run("reach-v3", demos=1, episodes=1, cfg=cfg, train_on_estimates=True)

@@ -92,6 +92,12 @@ def test_the_shipped_recipes_parse():
     assert "und" not in kp.model and sel.model["und"] == gate.model["und"] == {"keypoint_select": True}
     assert [s.gate_weight for s in kp.stages + sel.stages] == [0.0, 0.0] and gate.stages[0].gate_weight > 0
     assert kp.stages[0].sources == sel.stages[0].sources == gate.stages[0].sources and kp.seed == sel.seed == gate.seed
+    more = load_recipe("training/recipes/mt10_cpu_ws_kp_select_200.yaml")   # the same run on 200 demos per task
+    (s40,), (s200,) = sel.stages[0].sources, more.stages[0].sources
+    assert (s40.episodes, s200.episodes) == (40, 200) and s200.path != s40.path and s200.tasks == s40.tasks
+    assert more.model == sel.model and more.seed == sel.seed and more.init_from == sel.init_from
+    assert (more.stages[0].minutes, more.stages[0].batch, more.stages[0].lr) == (
+        sel.stages[0].minutes, sel.stages[0].batch, sel.stages[0].lr)
     # every shipped recipe parses (strict fields): training recipes, and distillation's own
     import glob
     from training.distill import DistillConfig

@@ -122,9 +122,10 @@ class PrivilegedEngine:
         return ActionPrediction(a, torch.zeros(0), self.steps, {})
 
 
-def _demos(sim, variations, cfg: PrivilegedBCConfig):
-    """Expert episodes (rendering off) -> inputs [N, F], chunks [N, H, 8]; failed episodes are left out
-    and counted."""
+def _demos(sim, variations, cfg: PrivilegedBCConfig, estimator=None):
+    """Expert episodes -> inputs [N, F], chunks [N, H, 8]; failed episodes are left out and counted.
+    estimator: the `positions` inputs are what it reads from each demonstration frame (rendered), not
+    the simulator's (rendering is off without one)."""
     X, Y, ok = [], [], 0
     extra = max(1, int(round(0.2 / sim.cfg.control_dt)))
     for v in variations:
@@ -132,7 +133,8 @@ def _demos(sim, variations, cfg: PrivilegedBCConfig):
         sim.reset(v)
         feats, acts, after = [], [], None
         for _ in range(sim.cfg.max_steps):
-            feats.append(features(sim, cfg.inputs))
+            est = None if estimator is None else estimator.positions(sim.render()[None], sim.instruction)[0]
+            feats.append(features(sim, cfg.inputs, est))
             acts.append(sim.expert_step(pol))
             if sim.success:
                 after = extra if after is None else after - 1
@@ -179,11 +181,13 @@ def train(X: np.ndarray, Y: np.ndarray, cfg: PrivilegedBCConfig):
 
 def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20, first_variation: int = 10_000,
         cfg: Optional[PrivilegedBCConfig] = None, execution_horizon: int = 4,
-        estimator=None, camera: str = "corner2") -> dict:
-    """Train on variations 0..demos-1, run on first_variation.. (+episodes). execution_horizon: chunk
+        estimator=None, camera: str = "corner2", train_on_estimates: bool = False, first_demo: int = 0) -> dict:
+    """Train on variations first_demo.. (+demos), run on first_variation.. (+episodes). execution_horizon: chunk
     steps executed before replanning (`kairos evaluate`'s default, at any rate). estimator: a BCEngine
     with a position head or a KeypointEstimator; run on the positions it reads from `camera`'s frame (rendered at its input
-    size)."""
+    size). train_on_estimates: train on the estimator's readings of the demonstration frames too (the
+    policy learns the estimator's real errors; demonstrations the estimator was trained on read better
+    than new frames do)."""
     from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     from training.evaluate import act_config
@@ -193,10 +197,12 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
     t0 = time.time()
     if estimator is not None and "positions" not in cfg.inputs:
         raise ValueError("an estimator supplies the `positions` input: add it to --inputs")
+    if train_on_estimates and estimator is None:
+        raise ValueError("train_on_estimates needs an estimator")
     size = estimator.cfg.image_size if estimator is not None else 64
     with MetaWorldSim(SimConfig.at_rate(control_hz, task=task, camera=camera, image_size=size)) as sim:
         exe = min(execution_horizon, cfg.horizon)
-        X, Y, ok = _demos(sim, range(demos), cfg)
+        X, Y, ok = _demos(sim, range(first_demo, first_demo + demos), cfg, estimator if train_on_estimates else None)
         if not len(X):
             raise RuntimeError(f"the expert solved none of the {demos} demonstration scenes of {task}")
         net, norm, loss = train(X, Y, cfg)
@@ -221,6 +227,7 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
                     break
             rows.append({"variation": v, "success": bool(sim.success), "steps": sim.steps})
     return {"task": task, "control_hz": control_hz, "inputs": list(cfg.inputs), "demos_ok": ok,
+            "trained_on_estimates": train_on_estimates,
             "samples": int(len(X)), "final_loss": loss, "execution_horizon": exe,
             "successes": sum(r["success"] for r in rows), "episodes": rows, "seconds": time.time() - t0,
             "config": asdict(cfg),
@@ -254,18 +261,28 @@ def main(argv=None):
     ap.add_argument("--camera", default="corner2", help="the camera the estimator reads")
     ap.add_argument("--train-noise", type=float, default=0.0, help="std (m) of noise on `positions` in training")
     ap.add_argument("--relative", action="store_true", help="chunks as offsets from the current joints")
-    ap.add_argument("--demos", type=int, default=40, help="demonstration scenes (variations 0..N-1)")
+    ap.add_argument("--demos", type=int, default=40, help="demonstration scenes (variations first-demo.. +N)")
     ap.add_argument("--episodes", type=int, default=20, help="held-out scenes (from 10000)")
+    ap.add_argument("--train-on-estimates", action="store_true",
+                    help="train on the estimator's readings of the demonstration frames, not the true positions")
+    ap.add_argument("--first-demo", type=int, default=0,
+                    help="first demonstration scene (e.g. past the scenes the estimator was trained on)")
+    ap.add_argument("--execution-horizon", type=int, default=4,
+                    help="chunk steps executed before replanning (1: replan every control step)")
+    ap.add_argument("--iters", type=int, default=PrivilegedBCConfig.iters, help="training iterations")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args(argv)
     tasks = MT10 if a.tasks == ["MT10"] else a.tasks
-    cfg = PrivilegedBCConfig(inputs=list(a.inputs), seed=a.seed, relative=a.relative, train_noise=a.train_noise)
+    cfg = PrivilegedBCConfig(inputs=list(a.inputs), seed=a.seed, relative=a.relative, train_noise=a.train_noise,
+                              iters=a.iters)
     est = load_estimator(a.estimator) if a.estimator else None
     results = []
     for hz in a.control_hz:
         for task in tasks:
-            r = run(task, hz, a.demos, a.episodes, cfg=cfg, estimator=est, camera=a.camera)
+            r = run(task, hz, a.demos, a.episodes, cfg=cfg, estimator=est, camera=a.camera,
+                    execution_horizon=a.execution_horizon, train_on_estimates=a.train_on_estimates,
+                    first_demo=a.first_demo)
             results.append(r)
             err = r.get("estimate_error_cm")
             print(f"{task:26s} {hz:4g} Hz  inputs {'+'.join(a.inputs)}{' (relative)' if a.relative else ''}: {r['successes']}/{a.episodes} "
