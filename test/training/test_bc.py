@@ -128,6 +128,22 @@ def test_bc_at_a_larger_input_side_is_evaluated_on_frames_rendered_at_that_side(
     assert all(f.shape == (96, 96, 3) for f in seen["reach-v3"]) and len(seen["reach-v3"]) == 4
 
 
+def test_bc_artifact_names_the_camera_its_demonstrations_were_collected_with(tmp_path):
+    """`kairos evaluate` renders the camera the artifact records (as for world models): a BC policy
+    trained on `workspace` demonstrations is not evaluated from the default camera by mistake; data
+    that names no camera leaves it to the default."""
+    from training.evaluate import resolve_camera
+    for cam in ("workspace", None):
+        root = tmp_path / f"ds_{cam}"
+        with LeRobotWriter(str(root), fps=10, state_names=NAMES, action_names=NAMES,
+                           kairos_info={"camera": cam} if cam else None) as w:
+            w.add(Episode({"observation.images.cam": np.zeros((4, 64, 64, 3), np.uint8)},
+                          np.zeros((4, 2), np.float32), np.zeros((4, 2), np.float32), "hold", success=True))
+        doc = train_bc(str(root), str(tmp_path / f"bc_{cam}"), minutes=0.005, joint_names=NAMES)
+        assert doc["meta"] == ({"camera": cam} if cam else {})
+        assert resolve_camera(str(tmp_path / f"bc_{cam}")) == (cam or "corner2")
+
+
 def _dot_dataset(root, episodes=8, T=8, env=True):
     """One task; a bright 10x10 square at a random place per episode, its (x, y) recorded as the
     privileged environment state."""

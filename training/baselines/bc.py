@@ -287,7 +287,10 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
     doc = {"format": FORMAT, "config": asdict(cfg), "normalization": norm.to_dict(), "data": data,
            "episodes": len(eps), "steps": step, "minutes": minutes, "shift": shift, "aux_weight": aux_weight, "aux_data": aux_data,
            "aux_normalization": env_norm, "final_loss": float(np.mean(losses[-50:])),
-           **({"final_aux_loss": float(np.mean(aux_losses[-50:]))} if aux_losses else {})}
+           **({"final_aux_loss": float(np.mean(aux_losses[-50:]))} if aux_losses else {}),
+           # the simulator camera of the demonstrations (kairos collect records it), which `kairos
+           # evaluate` renders unless told otherwise, as for world-model artifacts
+           "meta": {k: v for k, v in {"camera": ds.kairos_info.get("camera")}.items() if v is not None}}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(doc, f, indent=2)
     return doc
