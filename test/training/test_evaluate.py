@@ -149,7 +149,9 @@ def test_privileged_policy_can_train_on_what_the_estimator_reads(tmp_path):
 
     class Fixed:                                           # reads the same place from any frame
         cfg = type("C", (), {"image_size": 64})()
-        seen = []
+
+        def __init__(self):
+            self.seen = []
 
         def positions(self, frames, instruction):
             assert frames.shape == (1, 64, 64, 3) and frames.dtype == np.uint8
@@ -158,8 +160,9 @@ def test_privileged_policy_can_train_on_what_the_estimator_reads(tmp_path):
 
     cfg = PrivilegedBCConfig(inputs=["joints", "hand", "positions"], relative=True)
     with MetaWorldSim(SimConfig(task="reach-v3", camera="workspace")) as sim:
-        X, Y, ok = _demos(sim, range(5, 7), cfg, Fixed())
-        assert ok == 2 and len(X) == len(Y) == len(Fixed.seen)
+        est = Fixed()
+        X, Y, ok = _demos(sim, range(5, 7), cfg, est)
+        assert ok == 2 and len(X) == len(Y) == len(est.seen) and set(est.seen) == {sim.instruction}
         np.testing.assert_array_equal(X[:, 12:18], np.full((len(X), 6), 0.123))
         Xt, _, _ = _demos(sim, range(5, 7), cfg)            # the same scenes on the true positions
         assert len(Xt) == len(X) and np.abs(Xt[:, 12:18] - 0.123).min() > 1e-3

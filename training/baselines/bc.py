@@ -290,7 +290,7 @@ def train_bc(data: str, out: str, minutes: float, joint_names, batch: int = 64, 
            **({"final_aux_loss": float(np.mean(aux_losses[-50:]))} if aux_losses else {}),
            # the simulator camera of the demonstrations (kairos collect records it), which `kairos
            # evaluate` renders unless told otherwise, as for world-model artifacts
-           "meta": {k: v for k, v in {"camera": ds.kairos_info.get("camera")}.items() if v is not None}}
+           "meta": {"camera": ds.kairos_info["camera"]} if ds.kairos_info.get("camera") else {}}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(doc, f, indent=2)
     return doc

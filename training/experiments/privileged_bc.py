@@ -21,6 +21,13 @@ two limits of the pixel policies:
         --estimator runs/bc_mt10_ws_aux --camera workspace --train-noise 0.02
     python -m training.experiments.privileged_bc --tasks MT10 --relative --inputs joints hand positions \
         --estimator runs/keypoints_ws --camera workspace --train-noise 0.02
+    python -m training.experiments.privileged_bc --tasks MT10 --relative --inputs joints hand positions \
+        --estimator runs/keypoints_ws --camera workspace --train-on-estimates --first-demo 40 --demos 160
+
+`--train-on-estimates` trains on what the estimator reads from the demonstration frames instead of the
+true positions (`--first-demo` past the scenes the estimator was trained on), so the policy learns the
+estimator's real errors; `--demos` and `--execution-horizon` measure how the ceiling moves with the
+number of demonstrations and with replanning at every control step.
 
 Inputs (Meta-World's observation vector, current frame): joints [8] (JOINT_NAMES), hand [4] (hand
 position and gripper opening), objects [14] (up to two objects: position and quaternion each), goal [3],
