@@ -122,10 +122,18 @@ class TorchEngine:
                  sampler_steps: int = 4, cfg_scale: float = 1.0, proprio: Optional[Normalizer] = None,
                  actions: Optional[Normalizer] = None, seed: int = 0, device: str = "cpu",
                  latent_scale: float = 1.0, cuda_graphs: Optional[bool] = None):
-        """cuda_graphs: None = on CUDA yes, elsewhere no; True on a device without CUDA is an error."""
+        """cuda_graphs: None = on CUDA yes, elsewhere no; True on a device without CUDA is an error.
+        With und.cfg.keypoint_hold the engine carries the held goal readings as streaming state; the
+        CUDA graph of the fixed part does not hold them yet, so graphs are then off (True is an error)."""
         if cuda_graphs and not cuda_graph.graphs_supported(device):
             raise ValueError(f"cuda_graphs=True needs a CUDA device, got {device!r}")
-        self.cuda_graphs = cuda_graph.graphs_supported(device) if cuda_graphs is None else bool(cuda_graphs)
+        self.keypoint_hold = bool(und.cfg.keypoint_hold)
+        if self.keypoint_hold and und.image.keypoints is None:
+            raise ValueError("keypoint_hold needs a keypoint net in the understanding encoder (und.keypoint_tasks)")
+        if cuda_graphs and self.keypoint_hold:
+            raise ValueError("cuda_graphs=True with keypoint_hold: the graphed fixed part does not carry the hold")
+        self.cuda_graphs = (cuda_graph.graphs_supported(device) and not self.keypoint_hold if cuda_graphs is None
+                            else bool(cuda_graphs))
         self._fixed_graph, self._velocity_graph = None, None
         self._sync_stamps = cuda_graph.graphs_supported(device)
         self.model, self.vae, self.und = model.eval().to(device), vae.eval().to(device), und.eval().to(device)
@@ -147,13 +155,15 @@ class TorchEngine:
         else:
             self.state: HybridState = fresh
         self.steps = 0
+        self._kp_hold = self.und.image.init_hold(1, self.device) if self.keypoint_hold else None
         self.generator = torch.Generator().manual_seed(self.seed)
         self._instruction = None
         self._text_tokens = None
         self._ctx, self._ctx_joints = None, None
 
     def state_bytes(self) -> int:
-        return self.state.nbytes()
+        held = sum(t.numel() * t.element_size() for t in self._kp_hold) if self._kp_hold is not None else 0
+        return self.state.nbytes() + held
 
     def _check(self, obs: Observation):
         return check_observation(obs, self.image_size, self.cfg.proprio_dim)
@@ -187,7 +197,11 @@ class TorchEngine:
                 z, _ = self.vae.encode(img.unsqueeze(1))                                  # [1, 1, C, h, w]
                 z = z * self.latent_scale
                 t["vae_encode"] = self._clock()
-                und = self.und.combine(self._text_tokens, self.und.encode_image(img)).unsqueeze(1)
+                if self._kp_hold is not None:
+                    tokens, *self._kp_hold = self.und.encode_image_held(img, *self._kp_hold)
+                else:
+                    tokens = self.und.encode_image(img)
+                und = self.und.combine(self._text_tokens, tokens).unsqueeze(1)
                 self._ctx, self.state = self.model.encode_context(z, proprio, und, self.state)
                 t["memory_update"] = self._clock()
         elif self._ctx is None:
@@ -262,26 +276,32 @@ BACKENDS = ("torch", "onnx", "tensorrt")
 
 def load_engine(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu",
                 backend: str = "torch", threads: int = 0, quantized: bool = False,
-                providers=None, cuda_graphs: Optional[bool] = None) -> LoadedModel:
+                providers=None, cuda_graphs: Optional[bool] = None,
+                keypoint_hold: Optional[bool] = None) -> LoadedModel:
     """Build an engine from a checkpoint or exported artifact directory.
 
     backend: 'torch' (eager, from the safetensors), 'onnx' (onnxruntime on the exported graphs; CUDA
     provider when present unless `providers` says otherwise), 'tensorrt' (engines built from the graphs
     on this GPU, cached), or 'auto' (the artifact's default_backend if it can run here, else torch).
     Every backend verifies the artifact's manifest (sha256 of every file) before loading anything.
-    cuda_graphs (torch backend): see TorchEngine; None = on when the device is CUDA."""
+    cuda_graphs (torch backend): see TorchEngine; None = on when the device is CUDA.
+    keypoint_hold (torch backend): override the artifact's und.keypoint_hold (None: as it says); an
+    exported artifact holds the goals when it was exported with it on."""
     if backend == "auto":
         from kairos_model.backends import pick_backend
         backend = pick_backend(path)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS} or 'auto'")
     if backend == "torch":
-        loaded = _load_torch(path, sampler_steps, cfg_scale, device, cuda_graphs)
+        loaded = _load_torch(path, sampler_steps, cfg_scale, device, cuda_graphs, keypoint_hold)
         if threads > 0:
             torch.set_num_threads(threads)
         return loaded
     from kairos_model.backends import read_artifact
     manifest, cfg, meta = read_artifact(path, need_graphs=True)
+    if keypoint_hold is not None and keypoint_hold != cfg.und.keypoint_hold:
+        raise ValueError(f"{path} was exported with keypoint_hold={cfg.und.keypoint_hold}; its graphs cannot "
+                         "change that: export again (kairos export) or use the torch backend")
     if backend == "onnx":
         from kairos_model.backends.onnx_engine import OnnxEngine
         eng = OnnxEngine(path, manifest, cfg, meta, sampler_steps=sampler_steps, cfg_scale=cfg_scale,
@@ -300,7 +320,7 @@ def _joint_names(path, meta, cfg) -> list:
 
 
 def _load_torch(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu",
-                cuda_graphs: Optional[bool] = None) -> LoadedModel:
+                cuda_graphs: Optional[bool] = None, keypoint_hold: Optional[bool] = None) -> LoadedModel:
     """Build the torch engine from a checkpoint written by `kairos train` (kairos_model.checkpoint):
     weights, joint normalisation, latent scale and the model's joint names."""
     import json
@@ -309,6 +329,8 @@ def _load_torch(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, devic
     cfg, parts = load_checkpoint(path)
     with open(os.path.join(path, "config.json")) as f:
         meta = json.load(f).get("meta", {})
+    if keypoint_hold is not None:
+        parts["understanding"].cfg.keypoint_hold = bool(keypoint_hold)
 
     eng = TorchEngine(parts["world_model"], parts["vae"], parts["understanding"], sampler_steps=sampler_steps,
                       cfg_scale=cfg_scale, proprio=normalizer_from_meta(meta, "proprio", cfg.proprio_dim, path),

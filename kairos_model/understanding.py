@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kairos_model.keypoints import POINTS, KeypointNet, KeypointNetConfig, read_peaks
+from kairos_model.keypoints import (POINTS, KeypointNet, KeypointNetConfig, hold_static, peak_confidence, read_peaks,
+                                    static_channels)
 
 
 @dataclass
@@ -48,7 +49,12 @@ class UnderstandingConfig:
     learned task embedding), and UnderstandingEncoder.combine mixes them into one token by the
     instruction (a softmax over tasks from the text tokens; learned end to end, or taught the
     instruction's own task by a training stage's gate_weight). Off (one token of all readings) in
-    configs that predate it."""
+    configs that predate it.
+    keypoint_hold: at run time (the engines, not training, whose clips read every frame alone), each
+    episode keeps the goal readings of the frame where the keypoint net saw them most surely
+    (kairos_model.keypoints.hold_static; the goal does not move within an episode, while the arm
+    covers it for part of the episode): the streaming state carries them. Off in configs that
+    predate it."""
     dim: int = 128
     vocab_buckets: int = 4096
     max_words: int = 24
@@ -63,6 +69,7 @@ class UnderstandingConfig:
     keypoint_image_size: int = 64
     keypoint_width: int = 32
     keypoint_select: bool = False
+    keypoint_hold: bool = False
 
     @property
     def image_out_tokens(self) -> int:
@@ -205,34 +212,62 @@ class ImageEncoder(nn.Module):
             if self.select:
                 self.task_embed = nn.Parameter(torch.randn(len(kcfg.tasks), cfg.dim) * 0.02)
 
-    def keypoint_readings(self, image_bchw: torch.Tensor) -> torch.Tensor:
-        """[B, 3, S, S] -> [B, C, 3]: each keypoint channel's peak (column, row in [-1, 1]) and height (m)."""
+    def keypoint_readings(self, image_bchw: torch.Tensor, confidence: bool = False):
+        """[B, 3, S, S] -> [B, C, 3]: each keypoint channel's peak (column, row in [-1, 1]) and height (m);
+        with confidence=True also [B, C]: the peak's confidence (kairos_model.keypoints.peak_confidence)."""
         s = self.keypoints.cfg.image_size
         if tuple(image_bchw.shape[2:]) != (s, s):
             raise ValueError(f"the keypoint net reads {s}x{s} frames, got {tuple(image_bchw.shape[2:])}")
         logits, heights = self.keypoints(image_bchw)                   # [B, C, G, G] each
         B, C = logits.shape[:2]
         px, h = read_peaks(logits.flatten(0, 1), heights.flatten(0, 1), s)
-        return torch.cat([px / s * 2 - 1, h[:, None]], 1).view(B, C, 3)
+        read = torch.cat([px / s * 2 - 1, h[:, None]], 1).view(B, C, 3)
+        if not confidence:
+            return read
+        return read, peak_confidence(logits.flatten(0, 1)).view(B, C)
 
-    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
+    def _check(self, image_bchw: torch.Tensor) -> None:
         if image_bchw.dim() != 4 or image_bchw.shape[1] != 3:
             raise ValueError(f"image must be [B, 3, H, W], got {tuple(image_bchw.shape)}")
         if not image_bchw.is_floating_point():
             raise TypeError(f"image must be floating point in [0, 1], got {image_bchw.dtype}")
+
+    def _tokens(self, image_bchw: torch.Tensor, readings: Optional[torch.Tensor]) -> torch.Tensor:
+        """The pooled tokens, then the keypoint token(s) of readings [B, C, 3] (when there is a net)."""
         h = self.net(image_bchw * 2 - 1)                       # [B, C, h, w]
         tokens = h.flatten(2).transpose(1, 2)                    # [B, h*w, C]
         if self.positions:
             tokens = tokens + sincos_2d(h.shape[2], h.shape[3], h.shape[1], h.device, tokens.dtype)
         out = self.pool(tokens)
-        if self.keypoints is not None:
-            k = self.keypoint_readings(image_bchw).to(out.dtype)               # [B, C, 3]
+        if readings is not None:
+            k = readings.to(out.dtype)                                          # [B, C, 3]
             if self.select:                                                     # one token per task
                 k = k.unflatten(1, (len(self.keypoints.cfg.tasks), len(POINTS))).flatten(2)   # [B, K, 3P]
                 out = torch.cat([out, self.keypoint_token(k) + self.task_embed], 1)
             else:                                                               # one token of all readings
                 out = torch.cat([out, self.keypoint_token(k.flatten(1))[:, None]], 1)
         return out
+
+    def forward(self, image_bchw: torch.Tensor) -> torch.Tensor:
+        self._check(image_bchw)
+        return self._tokens(image_bchw, None if self.keypoints is None else self.keypoint_readings(image_bchw))
+
+    def init_hold(self, batch: int, device=None):
+        """The keypoint hold's state at an episode's start: held readings [B, C, 3] and confidences
+        [B, C] (zeros: the first frame's readings are taken)."""
+        C = self.keypoints.cfg.channels
+        return torch.zeros(batch, C, 3, device=device), torch.zeros(batch, C, device=device)
+
+    def forward_held(self, image_bchw: torch.Tensor, held_bc3: torch.Tensor, held_conf_bc: torch.Tensor):
+        """One frame per row, in episode order: the tokens with the goal readings held
+        (UnderstandingConfig.keypoint_hold). Returns (tokens, held, held_conf)."""
+        self._check(image_bchw)
+        if self.keypoints is None:
+            raise ValueError("keypoint_hold needs a keypoint net (UnderstandingConfig.keypoint_tasks)")
+        read, conf = self.keypoint_readings(image_bchw, confidence=True)
+        static = static_channels(self.keypoints.cfg.tasks).to(read.device)
+        read, held, held_conf = hold_static(read, conf, held_bc3.to(read.dtype), held_conf_bc.to(conf.dtype), static)
+        return self._tokens(image_bchw, read), held, held_conf
 
 
 class UnderstandingEncoder(nn.Module):
@@ -257,6 +292,12 @@ class UnderstandingEncoder(nn.Module):
 
     def encode_image(self, image_bchw: torch.Tensor) -> torch.Tensor:
         return self.image(image_bchw) + self.type_embed[1]
+
+    def encode_image_held(self, image_bchw: torch.Tensor, held_bc3: torch.Tensor, held_conf_bc: torch.Tensor):
+        """encode_image with the goal readings held across an episode's frames (cfg.keypoint_hold;
+        ImageEncoder.init_hold gives the state at its start) -> (tokens, held, held_conf)."""
+        tokens, held, held_conf = self.image.forward_held(image_bchw, held_bc3, held_conf_bc)
+        return tokens + self.type_embed[1], held, held_conf
 
     def keypoint_weights(self, text_tokens: torch.Tensor) -> torch.Tensor:
         """text tokens [..., Mt, C] -> each keypoint task's weight [..., K] (softmax) for this

@@ -42,9 +42,12 @@ def resolve_camera(artifact: str, camera: Optional[str] = None) -> str:
 
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: Optional[int] = None,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
-             progress: bool = True, backend: str = "torch", quantized: bool = False, camera: Optional[str] = None):
+             progress: bool = True, backend: str = "torch", quantized: bool = False, camera: Optional[str] = None,
+             keypoint_hold: Optional[bool] = None, cfg_scale: float = 1.0):
     """camera: the simulator camera the policy sees; use the one its demonstrations were collected with
     (None: the one the artifact's meta names, which the trainer records for simulator data; else corner2).
+    keypoint_hold: override a world model's und.keypoint_hold (None: as the artifact says).
+    cfg_scale: classifier-free guidance on the instruction (1: none).
     Frames are rendered at the policy's input side (engine.image_size), not resized up to it.
     The control rate is the artifact's (its demonstrations' fps); max_steps None: a 4 s episode."""
     from kairos_model.engine import load_engine
@@ -55,6 +58,8 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
         fmt = json.load(f).get("format")
     if fmt == "kairos-bc-1":
         from training.baselines.bc import BCEngine
+        if keypoint_hold or cfg_scale != 1.0:
+            raise ValueError(f"{artifact} is a BC policy: keypoint_hold and cfg_scale are world-model options")
         engine = BCEngine(artifact)
         names = engine.joint_names or JOINT_NAMES
         control_hz = engine.cfg.control_hz
@@ -62,7 +67,8 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
         if backend in ("onnx", "tensorrt"):
             from training.export import ensure_exported
             artifact = ensure_exported(artifact, quantize=("int8", "int4-text") if quantized else ())
-        loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend, quantized=quantized)
+        loaded = load_engine(artifact, sampler_steps=sampler_steps, backend=backend, quantized=quantized,
+                             keypoint_hold=keypoint_hold, cfg_scale=cfg_scale)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
         control_hz = 1.0 / float(loaded.meta.get("control_dt", 0.1))
     rate = SimConfig.at_rate(control_hz)
@@ -159,6 +165,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sampler-steps", type=int, default=4)
     ap.add_argument("--camera", default=None, help="Meta-World camera (the one the demonstrations were "
                     "collected with: kairos collect --camera; default: the one the artifact records, else corner2)")
+    ap.add_argument("--keypoint-hold", choices=("on", "off"), default=None,
+                    help="a world model with a keypoint net: hold each episode's surest goal readings "
+                         "(default: as the artifact says)")
+    ap.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance on the instruction (1: none)")
     ap.add_argument("--report", default="runs/evaluate")
     args = ap.parse_args(argv)
     from kairos_sim.metaworld_sim import MT10
@@ -166,7 +176,9 @@ def main(argv=None) -> int:
     args.camera = resolve_camera(args.artifact, args.camera)       # the report names the camera used
     per_task, lat, frames, imagined = evaluate(args.artifact, tasks, args.episodes, args.first_variation, args.max_steps,
                                      args.strategy, args.execution_horizon, args.sampler_steps, backend=args.backend,
-                                     quantized=args.quantized, camera=args.camera)
+                                     quantized=args.quantized, camera=args.camera,
+                                     keypoint_hold=None if args.keypoint_hold is None else args.keypoint_hold == "on",
+                                     cfg_scale=args.cfg_scale)
     rows = []
     for task, res in per_task.items():
         ok = sum(r["success"] for r in res)

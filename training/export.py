@@ -36,7 +36,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -91,14 +91,19 @@ class TextEncoderGraph(nn.Module):
 
 
 class FrameEncoderGraph(nn.Module):
-    """image [1, 3, H, W] in [0, 1] -> (latent [1, C_lat, h, w] scaled, image tokens [1, Ti, C])."""
+    """image [1, 3, H, W] in [0, 1] -> (latent [1, C_lat, h, w] scaled, image tokens [1, Ti, C]).
+    With und.cfg.keypoint_hold also (kp_held [1, C_kp, 3], kp_held_conf [1, C_kp]) in and their new
+    values out: the held goal readings as streaming state (UnderstandingEncoder.encode_image_held)."""
 
     def __init__(self, vae: VideoVAE, und: UnderstandingEncoder, latent_scale: float):
         super().__init__()
         self.vae, self.und, self.latent_scale = vae, und, float(latent_scale)
 
-    def forward(self, image):
+    def forward(self, image, *hold):
         mu, _ = self.vae.encode(image.unsqueeze(1))
+        if hold:
+            tokens, held, held_conf = self.und.encode_image_held(image, *hold)
+            return mu[:, 0] * self.latent_scale, tokens, held, held_conf
         return mu[:, 0] * self.latent_scale, self.und.encode_image(image)
 
 
@@ -162,9 +167,14 @@ def _example_inputs(cfg, parts, latent_scale) -> Dict[str, Tuple[Tuple[str, ...]
     image = torch.rand(1, 3, h * s, w * s, generator=g)
     st = flatten_state(model.init_state(1))
     state_names = tuple(n for n, _, _ in state_spec(model))
+    und = parts["understanding"]
+    frame = (("image",), (image,))
+    if und.cfg.keypoint_hold:
+        held, held_conf = und.image.init_hold(1)
+        frame = (("image",) + HOLD_NAMES, (image, torch.rand_like(held), torch.rand_like(held_conf)))
     return {
         "text_encoder": (("ids",), (ids,)),
-        "frame_encoder": (("image",), (image,)),
+        "frame_encoder": frame,
         "context_step": (("latent", "image_tokens", "text_tokens", "proprio") + state_names,
                          (torch.randn(1, c, h, w, generator=g), torch.randn(1, Ti, C, generator=g),
                           torch.randn(1, Tt, C, generator=g), torch.randn(1, cfg.proprio_dim, generator=g), *st)),
@@ -177,9 +187,12 @@ def _example_inputs(cfg, parts, latent_scale) -> Dict[str, Tuple[Tuple[str, ...]
     }
 
 
+HOLD_NAMES = ("kp_held", "kp_held_conf")      # the frame encoder's state with und.keypoint_hold
+
 OUTPUT_NAMES = {
     "text_encoder": lambda model: ("text_tokens",),
-    "frame_encoder": lambda model: ("latent", "image_tokens"),
+    "frame_encoder": lambda model: ("latent", "image_tokens") + (
+        tuple("new_" + n for n in HOLD_NAMES) if model.cfg.und.keypoint_hold else ()),
     "context_step": lambda model: ("ctx_k", "ctx_v") + tuple("new_" + n for n, _, _ in state_spec(model)),
     "denoise_step": lambda model: ("v_fut", "v_act"),
     "vae_decoder": lambda model: ("frames",),
@@ -269,8 +282,10 @@ def write_manifest(out: str, doc: dict) -> dict:
 
 
 def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: Tuple[str, ...] = (),
-                    opset: int = 18, force: bool = False) -> dict:
-    """Export `checkpoint` (a `kairos train` artifact or a packaged one) into the artifact directory `out`."""
+                    opset: int = 18, force: bool = False, keypoint_hold: Optional[bool] = None) -> dict:
+    """Export `checkpoint` (a `kairos train` artifact or a packaged one) into the artifact directory `out`.
+    keypoint_hold: override the model's und.keypoint_hold (None: as the checkpoint says); the
+    artifact's config then says what its graphs do."""
     from tqdm import tqdm
     if os.path.abspath(checkpoint) == os.path.abspath(out):
         raise ValueError("export needs a new output directory, not the checkpoint itself")
@@ -282,6 +297,11 @@ def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: 
     with open(os.path.join(checkpoint, "config.json")) as f:
         ck_doc = json.load(f)
     meta = ck_doc.get("meta", {})
+    if keypoint_hold is not None:
+        if keypoint_hold and not cfg.und.keypoint_tasks:
+            raise ValueError(f"{checkpoint} has no keypoint net: keypoint_hold needs one")
+        parts["understanding"].cfg.keypoint_hold = bool(keypoint_hold)
+        ck_doc["world_model"].setdefault("und", {})["keypoint_hold"] = bool(keypoint_hold)
     src_manifest = {}
     if os.path.isfile(os.path.join(checkpoint, MANIFEST)):
         with open(os.path.join(checkpoint, MANIFEST)) as f:
@@ -291,8 +311,10 @@ def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: 
     os.makedirs(tmp)
     try:
         for n in os.listdir(checkpoint):          # the torch weights travel with the graphs
-            if n.endswith(".safetensors") or n == "config.json":
+            if n.endswith(".safetensors"):
                 shutil.copy2(os.path.join(checkpoint, n), os.path.join(tmp, n))
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(ck_doc, f, indent=1)
         bar = tqdm(total=5, desc="export", unit="graph")
         graphs = export_onnx_graphs(parts, meta.get("latent_scale", 1.0), tmp, opset,
                                     progress=lambda n: (bar.set_postfix_str(n), bar.update(1)))
@@ -366,8 +388,10 @@ def main(argv=None) -> int:
                          "int4-text (weight-only 4-bit) for the text encoder; repeatable")
     ap.add_argument("--opset", type=int, default=18)
     ap.add_argument("--force", action="store_true", help="replace an existing output directory")
+    ap.add_argument("--keypoint-hold", action="store_true", default=None,
+                    help="the graphs hold each episode's surest goal readings (a model with a keypoint net)")
     a = ap.parse_args(argv)
-    doc = export_artifact(a.checkpoint, a.out, a.backend, tuple(a.quantize), a.opset, a.force)
+    doc = export_artifact(a.checkpoint, a.out, a.backend, tuple(a.quantize), a.opset, a.force, a.keypoint_hold)
     print(f"exported {len(doc['graphs'])} graphs to {a.out} ({len(doc['files'])} files in {MANIFEST})")
     return 0
 

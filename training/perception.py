@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from kairos_model.keypoints import (POINTS, KeypointNet, KeypointNetConfig, heatmap_targets,  # noqa: F401
-                                    read_peaks)
+                                    hold_static, peak_confidence, read_peaks)
 
 
 @dataclass
@@ -139,9 +139,13 @@ def keypoint_weights(path: str) -> Dict[str, torch.Tensor]:
 class KeypointEstimator:
     """Reads object and goal positions from camera frames with a saved KeypointNet: the heatmap peak's
     pixel, lifted to 3D at the height read there. The `positions` interface of BCEngine, so
-    training.experiments.privileged_bc can run on it."""
+    training.experiments.privileged_bc can run on it.
 
-    def __init__(self, path: str):
+    hold_goals: the goal is read once and kept: each episode (reset() starts one) keeps the goal
+    reading of the frame where its heatmap peak was surest (kairos_model.keypoints.hold_static), so
+    the arm covering the goal later does not move it; `positions` is then stateful across calls."""
+
+    def __init__(self, path: str, hold_goals: bool = False):
         from kairos_sim.camera import CameraModel
         doc = read_keypoint_doc(path)
         self.cfg = KeypointConfig(**doc["config"])
@@ -150,10 +154,17 @@ class KeypointEstimator:
         self.net = KeypointNet(self.cfg)
         self.net.load_state_dict(keypoint_weights(path))
         self.net.eval()
+        self.hold_goals = hold_goals
+        self.reset()
+
+    def reset(self) -> None:
+        """A new episode: forget the held goal readings."""
+        self._held = None          # (pixels [P, 2], heights [P], confidences [P]) of the surest frame
 
     @torch.no_grad()
-    def pixels(self, images_nhwc: np.ndarray, instruction: str):
-        """Frames [N, S, S, 3] uint8 of one task -> pixels [N, P, 2] and heights [N, P] (m) of POINTS."""
+    def read(self, images_nhwc: np.ndarray, instruction: str):
+        """Frames [N, S, S, 3] uint8 of one task -> pixels [N, P, 2], heights [N, P] (m) and the heatmap
+        peaks' confidences [N, P] (kairos_model.keypoints.peak_confidence) of POINTS; stateless."""
         t = task_of(instruction)
         if t not in self.cfg.tasks:
             raise ValueError(f"this keypoint net knows {self.cfg.tasks}, not {t}")
@@ -164,11 +175,31 @@ class KeypointEstimator:
         logits, heights = self.net(torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float().div(255))
         k = self.cfg.tasks.index(t) * len(POINTS)
         n, P = len(imgs), len(POINTS)
-        px, h = read_peaks(logits[:, k:k + P].flatten(0, 1), heights[:, k:k + P].flatten(0, 1), s)
-        return px.view(n, P, 2).double().numpy(), h.view(n, P).double().numpy()
+        lg = logits[:, k:k + P].flatten(0, 1)
+        px, h = read_peaks(lg, heights[:, k:k + P].flatten(0, 1), s)
+        conf = peak_confidence(lg)
+        return px.view(n, P, 2).double().numpy(), h.view(n, P).double().numpy(), conf.view(n, P).double().numpy()
+
+    def pixels(self, images_nhwc: np.ndarray, instruction: str):
+        """Frames [N, S, S, 3] uint8 of one task -> pixels [N, P, 2] and heights [N, P] (m) of POINTS;
+        with hold_goals the frames are taken as the episode's next ones, in order."""
+        px, h, conf = self.read(images_nhwc, instruction)
+        if not self.hold_goals:
+            return px, h
+        static = torch.tensor([p == "goal" for p in POINTS])
+        out_px, out_h = [], []
+        for i in range(len(px)):
+            now = torch.from_numpy(np.concatenate([px[i], h[i][:, None]], 1))[None]          # [1, P, 3]
+            c = torch.from_numpy(conf[i])[None]
+            held, held_c = (now.clone(), torch.zeros_like(c)) if self._held is None else self._held
+            out, held, held_c = hold_static(now, c, held, held_c, static)
+            self._held = (held, held_c)
+            out_px.append(out[0, :, :2].numpy())
+            out_h.append(out[0, :, 2].numpy())
+        return np.stack(out_px), np.stack(out_h)
 
     def positions(self, images_nhwc: np.ndarray, instruction: str) -> np.ndarray:
-        """Frames [N, S, S, 3] uint8 of one task -> [N, 6]: object xyz, goal xyz (m)."""
+        """Frames [N, S, S, 3] uint8 of one task -> [N, 6]: object xyz, goal xyz (m), as MetaWorldSim.env_state."""
         px, h = self.pixels(images_nhwc, instruction)
         n, P = h.shape
         return self.camera.lift(px.reshape(-1, 2), h.reshape(-1)).reshape(n, P * 3)

@@ -111,13 +111,16 @@ class OnnxEngine:
             fill = -1 if name.endswith(".slots") else 0
             self.state[name] = np.full(shape, fill, dtype=_NP[dtype])
         self.steps = 0
+        self._kp_hold = {}              # the frame encoder's held goal readings (und.keypoint_hold)
+        for spec in self.manifest["graphs"]["frame_encoder"]["inputs"][1:]:
+            self._kp_hold[spec["name"]] = np.zeros(spec["shape"], _NP[spec["dtype"]])
         self.generator = torch.Generator().manual_seed(self.seed)
         self._instruction = None
         self._text_tokens = None
         self._ctx, self._ctx_joints = None, None
 
     def state_bytes(self) -> int:
-        return int(sum(a.nbytes for a in self.state.values()))
+        return int(sum(a.nbytes for a in self.state.values()) + sum(a.nbytes for a in self._kp_hold.values()))
 
     def _run(self, graph: str, feeds: dict) -> list:
         try:
@@ -137,7 +140,8 @@ class OnnxEngine:
             self._ctx_joints = joints                       # relative actions are offsets from these
             img = np.ascontiguousarray(obs.image_hwc.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255)
             t["image"] = time.perf_counter()
-            latent, image_tokens = self._run("frame_encoder", {"image": img})
+            latent, image_tokens, *held = self._run("frame_encoder", {"image": img, **self._kp_hold})
+            self._kp_hold = dict(zip(self._kp_hold, held))
             t["vae_encode"] = time.perf_counter()
             if obs.instruction != self._instruction:
                 ids, _ = hash_tokenize([obs.instruction], cfg.und.vocab_buckets, cfg.und.max_words)

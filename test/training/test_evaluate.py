@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from training.evaluate import main
@@ -21,6 +22,16 @@ def test_evaluate_writes_report_with_imagined_frames(tmp_path):
     assert gif.n_frames >= 2
     strip = Image.open(out / "imagined.png")
     assert strip.size[0] > 100 and strip.size[1] > 100
+
+
+def test_evaluate_takes_guidance_and_refuses_a_keypoint_hold_without_a_keypoint_net(tmp_path):
+    out = tmp_path / "rep"
+    assert main(["--artifact", "artifacts/tiny_button_press", "--episodes", "1", "--max-steps", "3",
+                 "--sampler-steps", "1", "--cfg-scale", "2", "--report", str(out)]) == 0
+    assert json.loads((out / "report.json").read_text())["args"]["cfg_scale"] == 2.0
+    with pytest.raises(ValueError, match="keypoint_hold needs a keypoint net"):
+        main(["--artifact", "artifacts/tiny_button_press", "--episodes", "1", "--max-steps", "3",
+              "--keypoint-hold", "on", "--report", str(out)])
 
 
 def test_expert_targets_through_the_act_core_solve_what_direct_replay_solves():
@@ -172,3 +183,36 @@ def test_privileged_policy_can_train_on_what_the_estimator_reads(tmp_path):
     assert res["trained_on_estimates"] and res["demos_ok"] == 2 and res["samples"] == len(X)
     with pytest.raises(ValueError, match="needs an estimator"):
         run("reach-v3", demos=1, episodes=1, cfg=cfg, train_on_estimates=True)
+
+
+def test_privileged_closed_loop_frames_are_recorded_with_their_labels(tmp_path):
+    """`--record-frames`: each closed-loop episode's frames (what the estimator read), joints, targets
+    and the simulator's positions go to a LeRobot dataset the keypoint trainer reads as labels."""
+    import pytest
+    from kairos_sim.metaworld_sim import ENV_STATE_NAMES, JOINT_NAMES
+    from training.data.lerobot import LeRobotDataset, LeRobotWriter
+    from training.experiments.goal_pixels import load_frames
+    from training.experiments.privileged_bc import PrivilegedBCConfig, run
+
+    class Fixed:
+        cfg = type("C", (), {"image_size": 64})()
+
+        def positions(self, frames, instruction):
+            return np.full((len(frames), 6), 0.123)
+
+    cfg = PrivilegedBCConfig(inputs=["joints", "hand", "positions"], relative=True, iters=20)
+    with LeRobotWriter(str(tmp_path / "loop"), fps=10.0, state_names=JOINT_NAMES, action_names=JOINT_NAMES,
+                       image_shape=(64, 64, 3), env_state_names=ENV_STATE_NAMES,
+                       kairos_info={"camera": "workspace", "snapshots": False}) as w:
+        res = run("reach-v3", demos=2, episodes=2, first_variation=20_000, cfg=cfg, estimator=Fixed(),
+                  camera="workspace", writer=w)
+    ds = LeRobotDataset(str(tmp_path / "loop"))
+    eps = list(ds)
+    assert [len(e.env_state) for e in eps] == [r["steps"] for r in res["episodes"]]
+    assert eps[0].frames[ds.camera_key].shape[1:] == (64, 64, 3) and eps[0].frames[ds.camera_key].std() > 0
+    env = eps[0].env_state
+    assert np.abs(env - 0.123).min() > 1e-3 and np.ptp(env[:, 3:], 0).max() < 1e-6   # true labels: a fixed goal
+    frames, tasks, labels = load_frames([str(tmp_path / "loop")])
+    assert len(frames) == sum(r["steps"] for r in res["episodes"]) and set(tasks) == {"reach-v3"}
+    with pytest.raises(ValueError, match="needs an estimator"):
+        run("reach-v3", demos=1, episodes=1, cfg=cfg, writer=w)

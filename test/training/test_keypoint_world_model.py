@@ -78,10 +78,25 @@ def test_a_keypoint_world_model_trains_from_an_artifact_runs_and_exports(tmp_pat
     export_artifact(str(art), str(onnx_dir), backend="onnx")
     o = load_engine(str(onnx_dir), backend="onnx", sampler_steps=2, providers=["CPUExecutionProvider"]).engine
     rng = np.random.default_rng(0)
-    for _ in range(5):
-        obs = Observation(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8), rng.normal(0, 0.1, 8),
-                          "reach the red goal")
+    seq = [Observation(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8), rng.normal(0, 0.1, 8),
+                       "reach the red goal") for _ in range(5)]
+    for obs in seq:
         np.testing.assert_allclose(t.step(obs).actions, o.step(obs).actions, atol=1e-3)
+    # keypoint_hold: the torch engine (override) and graphs exported with it agree step by step,
+    # the held readings being streaming state of both; the exported config says so
+    th = load_engine(str(art), backend="torch", sampler_steps=2, keypoint_hold=True).engine
+    export_artifact(str(art), str(tmp_path / "onnx_hold"), backend="onnx", keypoint_hold=True)
+    assert json.load(open(tmp_path / "onnx_hold" / "config.json"))["world_model"]["und"]["keypoint_hold"]
+    oh = load_engine(str(tmp_path / "onnx_hold"), backend="onnx", sampler_steps=2,
+                     providers=["CPUExecutionProvider"]).engine
+    with pytest.raises(ValueError, match="exported with keypoint_hold=True"):
+        load_engine(str(tmp_path / "onnx_hold"), backend="onnx", keypoint_hold=False)
+    for obs in seq:
+        np.testing.assert_allclose(th.step(obs).actions, oh.step(obs).actions, atol=1e-3)
+        np.testing.assert_allclose(th._kp_hold[0].numpy(), oh._kp_hold["kp_held"], atol=1e-4)
+    assert oh.state_bytes() > o.state_bytes()
+    oh.reset()
+    assert not oh._kp_hold["kp_held_conf"].any()
 
 
 def test_the_instructed_task_keypoint_token_is_gated_by_the_instruction():

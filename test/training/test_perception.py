@@ -74,6 +74,52 @@ def test_a_keypoint_net_learns_to_find_a_small_marker_and_lift_it_to_3d(tmp_path
     from training.experiments.privileged_bc import load_estimator     # the closed-loop experiment's reader
     assert isinstance(load_estimator(str(tmp_path / "kp")), KeypointEstimator)
 
+    # hold_goals: a frame where the dot is covered keeps the reading of the frame where it was seen
+    seen = test_frames[:1]
+    covered = seen.copy()
+    c, r = DOWN.project(test_env[:1, 3:])[0]
+    covered[0, max(int(r) - 3, 0):int(r) + 4, max(int(c) - 3, 0):int(c) + 4] = 115          # grey over the dot
+    _, _, conf = est.read(np.concatenate([seen, covered]), "reach-v3")
+    assert conf[0, 1] > conf[1, 1], conf                    # a covered point reads less surely
+    held = load_estimator(str(tmp_path / "kp"), hold_goals=True)
+    pos_held = held.positions(np.concatenate([seen, covered, covered]), "reach-v3")
+    pos_now = est.positions(np.concatenate([seen, covered]), "reach-v3")
+    np.testing.assert_allclose(pos_held[1:, 3:], pos_now[:1, 3:].repeat(2, 0), atol=1e-6)   # the goal stays where it was seen
+    assert np.linalg.norm(pos_now[1, 3:] - pos_now[0, 3:]) > 0.01                # per frame it wanders
+    held.reset()                                             # a new episode starts from its own first frame
+    np.testing.assert_allclose(held.positions(covered, "reach-v3")[:, 3:], pos_now[1:, 3:], atol=1e-6)
+    with pytest.raises(ValueError, match="needs a keypoint artifact"):
+        _bc_hold(tmp_path)
+
+
+def _bc_hold(tmp_path):
+    import json
+    (tmp_path / "bc").mkdir()
+    (tmp_path / "bc" / "config.json").write_text(json.dumps({"kind": "bc"}))
+    from training.experiments.privileged_bc import load_estimator
+    return load_estimator(str(tmp_path / "bc"), hold_goals=True)
+
+
+def test_hold_static_keeps_the_surest_reading_of_static_channels_only():
+    """kairos_model.keypoints.hold_static: a static channel keeps the reading of its most confident
+    frame so far; the other channels pass each frame's reading through."""
+    from kairos_model.keypoints import hold_static, peak_confidence, static_channels
+    static = static_channels(["reach-v3", "push-v3"])
+    assert static.tolist() == [False, True, False, True]             # (object, goal) per task
+    held, held_c = torch.zeros(1, 4, 3), torch.zeros(1, 4)
+    seq = [(1.0, [0.9, 0.9, 0.9, 0.9]), (2.0, [0.2, 0.2, 0.95, 0.1]), (3.0, [0.5, 0.5, 0.5, 0.5])]
+    outs = []
+    for v, c in seq:
+        out, held, held_c = hold_static(torch.full((1, 4, 3), v), torch.tensor([c]), held, held_c, static)
+        outs.append(out[0, :, 0].tolist())
+    assert outs == [[1, 1, 1, 1], [2, 1, 2, 1], [3, 1, 3, 1]]         # channel 2 reads 0.95 but is not held
+    np.testing.assert_allclose(held_c[0].numpy(), [0, 0.9, 0, 0.9])
+    sharp = torch.full((1, 16, 16), -20.0)
+    sharp[0, 5, 7] = 10
+    flat = torch.zeros(1, 16, 16)
+    conf = peak_confidence(torch.cat([sharp, flat]))
+    np.testing.assert_allclose(conf.numpy(), [1.0, 9 / 256], atol=1e-5)    # flat: peak at a corner, 3x3 of 256
+
 
 def test_the_understanding_encoder_reads_the_same_keypoints_and_adds_one_token(tmp_path):
     """UnderstandingConfig.keypoint_tasks puts a keypoint net in the image encoder: with a trained
@@ -99,3 +145,35 @@ def test_the_understanding_encoder_reads_the_same_keypoints_and_adds_one_token(t
     assert ucfg.image_out_tokens == ucfg.image_tokens + 1 and tokens.shape == (5, ucfg.tokens, 32)
     with pytest.raises(ValueError, match="32x32"):
         und.image.keypoint_readings(torch.zeros(1, 3, 64, 64))
+
+
+def test_the_image_encoder_holds_goal_readings_across_an_episodes_frames():
+    """UnderstandingConfig.keypoint_hold at run time: ImageEncoder.forward_held keeps, per goal
+    channel, the reading of the surest frame so far; objects follow each frame. On an episode's
+    first frame the tokens are those without the hold."""
+    from kairos_model.understanding import UnderstandingConfig, UnderstandingEncoder
+    torch.manual_seed(0)
+    cfg = UnderstandingConfig(dim=32, text_heads=4, image_channels=8, keypoint_tasks=["reach-v3", "push-v3"],
+                              keypoint_image_size=32, keypoint_width=8, keypoint_select=True, keypoint_hold=True)
+    und = UnderstandingEncoder(cfg).eval()
+    frames = torch.rand(4, 1, 3, 32, 32)
+    with torch.no_grad():
+        state = und.image.init_hold(1)
+        first, *state = und.encode_image_held(frames[0], *state)
+        torch.testing.assert_close(first, und.encode_image(frames[0]))
+        reads, confs = [], []
+        for f in frames:
+            r, c = und.image.keypoint_readings(f, confidence=True)
+            reads.append(r[0])
+            confs.append(c[0])
+        for f in frames[1:]:
+            _, *state = und.encode_image_held(f, *state)
+    reads, confs = torch.stack(reads), torch.stack(confs)                 # [T, C, 3], [T, C]
+    best = confs.argmax(0)                                                # [C]
+    for ch, goal in enumerate([False, True, False, True]):
+        if goal:
+            torch.testing.assert_close(state[0][0, ch], reads[best[ch], ch])
+            torch.testing.assert_close(state[1][0, ch], confs[best[ch], ch])
+    with pytest.raises(ValueError, match="keypoint net"):
+        UnderstandingEncoder(UnderstandingConfig(dim=32, text_heads=4, image_channels=8)).image.forward_held(
+            frames[0], torch.zeros(1, 0, 3), torch.zeros(1, 0))

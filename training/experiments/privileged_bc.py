@@ -36,6 +36,7 @@ positions [6] (first object's and goal's position, MetaWorldSim.env_state).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -109,6 +110,8 @@ class PrivilegedEngine:
 
     def reset(self) -> None:
         self.steps = 0
+        if hasattr(self.estimator, "reset"):       # a new episode: a keypoint estimator's held goals go
+            self.estimator.reset()
 
     @torch.no_grad()
     def step(self, obs, decode_future: bool = False, sample: bool = True, update_memory: bool = True, **_):
@@ -138,6 +141,8 @@ def _demos(sim, variations, cfg: PrivilegedBCConfig, estimator=None):
     for v in variations:
         pol = sim.expert_policy()
         sim.reset(v)
+        if hasattr(estimator, "reset"):
+            estimator.reset()
         feats, acts, after = [], [], None
         for _ in range(sim.cfg.max_steps):
             est = None if estimator is None else estimator.positions(sim.render()[None], sim.instruction)[0]
@@ -188,13 +193,16 @@ def train(X: np.ndarray, Y: np.ndarray, cfg: PrivilegedBCConfig):
 
 def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20, first_variation: int = 10_000,
         cfg: Optional[PrivilegedBCConfig] = None, execution_horizon: int = 4,
-        estimator=None, camera: str = "corner2", train_on_estimates: bool = False, first_demo: int = 0) -> dict:
+        estimator=None, camera: str = "corner2", train_on_estimates: bool = False, first_demo: int = 0,
+        writer=None) -> dict:
     """Train on variations first_demo.. (+demos), run on first_variation.. (+episodes). execution_horizon: chunk
     steps executed before replanning (`kairos evaluate`'s default, at any rate). estimator: a BCEngine
     with a position head or a KeypointEstimator; run on the positions it reads from `camera`'s frame (rendered at its input
     size). train_on_estimates: train on the estimator's readings of the demonstration frames too (the
     policy learns the estimator's real errors; demonstrations the estimator was trained on read better
-    than new frames do)."""
+    than new frames do). writer: a training.data.lerobot.LeRobotWriter (with env_state_names) that
+    takes every closed-loop episode: the frames the estimator read, labelled with the simulator's
+    positions (perception training data from the states this policy visits; needs an estimator)."""
     from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     from training.evaluate import act_config
@@ -206,6 +214,8 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
         raise ValueError("an estimator supplies the `positions` input: add it to --inputs")
     if train_on_estimates and estimator is None:
         raise ValueError("train_on_estimates needs an estimator")
+    if writer is not None and estimator is None:
+        raise ValueError("recording closed-loop frames needs an estimator (without one nothing is rendered)")
     size = estimator.cfg.image_size if estimator is not None else 64
     with MetaWorldSim(SimConfig.at_rate(control_hz, task=task, camera=camera, image_size=size)) as sim:
         exe = min(execution_horizon, cfg.horizon)
@@ -223,16 +233,25 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
             core.reset()
             starts.append(len(engine.errors))
             q = sim.joints()
+            seen = []                                       # (frame, joints, target, env_state) per step
             for k in range(sim.cfg.max_steps):
                 now = k * sim.cfg.control_dt
                 core.set_image(obs.image if estimator is not None else blank, now)
                 core.set_joints(JOINT_NAMES, q, now)
                 r = core.tick(now)
-                obs = sim.step(r.positions[0] if r.positions is not None else q, render=estimator is not None)
+                target = r.positions[0] if r.positions is not None else q
+                if writer is not None:
+                    seen.append((obs.image, q, np.asarray(target, np.float64), sim.env_state()))
+                obs = sim.step(target, render=estimator is not None)
                 q = sim.joints()
                 if sim.success:
                     break
             rows.append({"variation": v, "success": bool(sim.success), "steps": sim.steps})
+            if writer is not None and seen:
+                from training.data.lerobot import Episode
+                f, j, a, e = (np.stack(x) for x in zip(*seen))
+                writer.add(Episode({"observation.images.cam": f}, j, a, sim.instruction, success=bool(sim.success),
+                                   env_state=e))
     return {"task": task, "control_hz": control_hz, "inputs": list(cfg.inputs), "demos_ok": ok,
             "trained_on_estimates": train_on_estimates,
             "samples": int(len(X)), "final_loss": loss, "execution_horizon": exe,
@@ -243,15 +262,18 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
                if estimator is not None else {})}
 
 
-def load_estimator(path: str):
+def load_estimator(path: str, hold_goals: bool = False):
     """A position reader from an artifact: a keypoint net (training.perception, `kind: keypoints` in
-    its config.json) or a BC policy with a position head."""
+    its config.json; hold_goals: each episode keeps its surest goal reading) or a BC policy with a
+    position head."""
     import os
     with open(os.path.join(path, "config.json")) as f:
         kind = json.load(f).get("kind")
     if kind == "keypoints":
         from training.perception import KeypointEstimator
-        return KeypointEstimator(path)
+        return KeypointEstimator(path, hold_goals=hold_goals)
+    if hold_goals:
+        raise ValueError(f"--hold-goals needs a keypoint artifact; {path} is a BC policy")
     from training.baselines.bc import BCEngine
     return BCEngine(path)
 
@@ -266,10 +288,16 @@ def main(argv=None):
                     "(training.experiments.goal_pixels): the `positions` input comes from its reading of the "
                     "camera frame at run time")
     ap.add_argument("--camera", default="corner2", help="the camera the estimator reads")
+    ap.add_argument("--hold-goals", action="store_true",
+                    help="a keypoint estimator keeps each episode's surest goal reading (the goal does not move)")
     ap.add_argument("--train-noise", type=float, default=0.0, help="std (m) of noise on `positions` in training")
     ap.add_argument("--relative", action="store_true", help="chunks as offsets from the current joints")
     ap.add_argument("--demos", type=int, default=40, help="demonstration scenes (variations first-demo.. +N)")
-    ap.add_argument("--episodes", type=int, default=20, help="held-out scenes (from 10000)")
+    ap.add_argument("--episodes", type=int, default=20, help="held-out scenes (from --first-variation)")
+    ap.add_argument("--first-variation", type=int, default=10_000, help="first held-out scene")
+    ap.add_argument("--record-frames", metavar="DIR",
+                    help="write every closed-loop episode's frames, labelled with the simulator's positions, as a "
+                         "LeRobot dataset (keypoint training data from the states this policy visits)")
     ap.add_argument("--train-on-estimates", action="store_true",
                     help="train on the estimator's readings of the demonstration frames, not the true positions")
     ap.add_argument("--first-demo", type=int, default=0,
@@ -283,22 +311,26 @@ def main(argv=None):
     tasks = MT10 if a.tasks == ["MT10"] else a.tasks
     cfg = PrivilegedBCConfig(inputs=list(a.inputs), seed=a.seed, relative=a.relative, train_noise=a.train_noise,
                               iters=a.iters)
-    est = load_estimator(a.estimator) if a.estimator else None
+    est = load_estimator(a.estimator, a.hold_goals) if a.estimator else None
+    writer = contextlib.nullcontext()
+    if a.record_frames:
+        from kairos_sim.metaworld_sim import ENV_STATE_NAMES, JOINT_NAMES, SimConfig
+        from training.data.lerobot import LeRobotWriter
+        if len(a.control_hz) != 1 or est is None:
+            raise SystemExit("--record-frames needs one --control-hz and an --estimator")
+        size = est.cfg.image_size
+        writer = LeRobotWriter(a.record_frames, fps=1.0 / SimConfig.at_rate(a.control_hz[0]).control_dt,
+                               state_names=JOINT_NAMES, action_names=JOINT_NAMES, image_shape=(size, size, 3),
+                               env_state_names=ENV_STATE_NAMES,
+                               kairos_info={"camera": a.camera, "snapshots": False, "closed_loop": "privileged_bc"})
     results = []
-    for hz in a.control_hz:
-        for task in tasks:
-            r = run(task, hz, a.demos, a.episodes, cfg=cfg, estimator=est, camera=a.camera,
-                    execution_horizon=a.execution_horizon, train_on_estimates=a.train_on_estimates,
-                    first_demo=a.first_demo)
-            results.append(r)
-            err = r.get("estimate_error_cm")
-            print(f"{task:26s} {hz:4g} Hz  inputs {'+'.join(a.inputs)}{' (relative)' if a.relative else ''}: {r['successes']}/{a.episodes} "
-                  f"(trained on {r['demos_ok']} demos, {r['samples']} samples, loss {r['final_loss']:.4f}; "
-                  f"{r['seconds']:.0f} s)" + ("" if err is None else
-                                             f"; estimate off by {err[0]:.1f} cm (object), {err[1]:.1f} cm (goal), "
-                                             f"at the first step {r['first_estimate_error_cm'][0]:.1f} / "
-                                             f"{r['first_estimate_error_cm'][1]:.1f} cm"),
-                  flush=True)
+    with writer as w:
+        for hz in a.control_hz:
+            for task in tasks:
+                results.append(run(task, hz, a.demos, a.episodes, a.first_variation, cfg=cfg, estimator=est,
+                                   camera=a.camera, execution_horizon=a.execution_horizon,
+                                   train_on_estimates=a.train_on_estimates, first_demo=a.first_demo, writer=w))
+                _print(results[-1], a)
     for hz in a.control_hz:
         rs = [r for r in results if r["control_hz"] == hz]
         print(f"mean at {hz:g} Hz: {100 * np.mean([r['successes'] / a.episodes for r in rs]):.1f}%")
@@ -306,6 +338,17 @@ def main(argv=None):
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)
     return results
+
+
+def _print(r: dict, a) -> None:
+    err = r.get("estimate_error_cm")
+    print(f"{r['task']:26s} {r['control_hz']:4g} Hz  inputs {'+'.join(a.inputs)}{' (relative)' if a.relative else ''}: "
+          f"{r['successes']}/{a.episodes} (trained on {r['demos_ok']} demos, {r['samples']} samples, loss "
+          f"{r['final_loss']:.4f}; {r['seconds']:.0f} s)" + ("" if err is None else
+                                                            f"; estimate off by {err[0]:.1f} cm (object), {err[1]:.1f} cm (goal), "
+                                                            f"at the first step {r['first_estimate_error_cm'][0]:.1f} / "
+                                                            f"{r['first_estimate_error_cm'][1]:.1f} cm"),
+          flush=True)
 
 
 if __name__ == "__main__":
