@@ -177,3 +177,21 @@ def test_the_image_encoder_holds_goal_readings_across_an_episodes_frames():
     with pytest.raises(ValueError, match="keypoint net"):
         UnderstandingEncoder(UnderstandingConfig(dim=32, text_heads=4, image_channels=8)).image.forward_held(
             frames[0], torch.zeros(1, 0, 3), torch.zeros(1, 0))
+
+
+def test_the_keypoint_hold_experiment_measures_whole_episodes(tmp_path):
+    """training.experiments.keypoint_hold over labelled demonstration episodes: per task the errors
+    of each frame's reading and of the held one; objects are never held, so theirs agree."""
+    from test_keypoint_world_model import keypoint_artifact          # pytest prepends test/training to sys.path
+    from training.collect import collect
+    from training.experiments.keypoint_hold import main, measure
+    collect(["reach-v3"], 2, str(tmp_path / "eps"), camera="workspace", progress=False)
+    keypoint_artifact(tmp_path / "kp", tasks=("reach-v3",))
+    res = measure(str(tmp_path / "kp"), str(tmp_path / "eps"), late_from=3)
+    r = res["reach-v3"]
+    assert r["episodes"] == 2 and r["object_held_cm"] == r["object_per_frame_cm"] > 0
+    assert r["goal_held_cm"] > 0 and 0 < r["goal_conf_first"] <= 1
+    assert main(["--estimator", str(tmp_path / "kp"), "--episodes", str(tmp_path / "eps"), "--late-from", "1000",
+                 "--report", str(tmp_path / "rep.json")]) == 0
+    import json
+    assert json.loads((tmp_path / "rep.json").read_text())["tasks"]["reach-v3"]["goal_held_late_cm"] is None

@@ -2,7 +2,8 @@
 (training.perception) over whole labelled episodes, frame by frame in order, and measures per task the
 3D error of each frame's own reading and of the held one (KeypointEstimator(hold_goals=True): each
 episode keeps the goal reading of the frame whose heatmap peak was surest), over all frames and over
-the frames after the first second, when the arm is over the scene.
+the frames after the first second, when the arm is over the scene (none in episodes that end
+sooner: reported as null).
 
     kairos collect --tasks MT10 --episodes 10 --first-variation 10000 --camera workspace \\
         --out runs/est/heldout_eps
@@ -49,8 +50,9 @@ def measure(est_path: str, root: str, late_from: int = 10) -> Dict[str, Dict[str
                 r[f"{p}_{name}_late_cm"] += err[late, k].tolist()
         r["goal_conf_first"].append(float(conf[0, g]))
         r["goal_conf_late"] += conf[late, g].tolist()
-    return {t: {k: (len(v) if k == "episodes" else round(float(np.mean(v)), 3)) for k, v in r.items()}
-            for t, r in sorted(rows.items())}
+    def mean(v):
+        return round(float(np.mean(v)), 3) if v else None       # None: no frame that late (short episodes)
+    return {t: {k: (len(v) if k == "episodes" else mean(v)) for k, v in r.items()} for t, r in sorted(rows.items())}
 
 
 def main(argv=None) -> int:
@@ -63,10 +65,13 @@ def main(argv=None) -> int:
     res = measure(a.estimator, a.episodes, a.late_from)
     print(f"{'task':26s} {'goal, per frame':>16s} {'goal, held':>11s} {'late: per frame':>16s} {'late: held':>11s} "
           f"{'object, late':>13s} {'goal conf first/late':>21s}   (cm)")
+    def cell(x, w):
+        return f"{'-':>{w}s}" if x is None else f"{x:{w}.2f}"
     for t, r in res.items():
-        print(f"{t:26s} {r['goal_per_frame_cm']:16.2f} {r['goal_held_cm']:11.2f} {r['goal_per_frame_late_cm']:16.2f} "
-              f"{r['goal_held_late_cm']:11.2f} {r['object_per_frame_late_cm']:13.2f} "
-              f"{r['goal_conf_first']:10.2f} / {r['goal_conf_late']:.2f}")
+        print(f"{t:26s} {cell(r['goal_per_frame_cm'], 16)} {cell(r['goal_held_cm'], 11)} "
+              f"{cell(r['goal_per_frame_late_cm'], 16)} {cell(r['goal_held_late_cm'], 11)} "
+              f"{cell(r['object_per_frame_late_cm'], 13)} {cell(r['goal_conf_first'], 10)} / "
+              f"{cell(r['goal_conf_late'], 4).strip()}")
     if a.report:
         os.makedirs(os.path.dirname(os.path.abspath(a.report)), exist_ok=True)
         with open(a.report, "w") as f:

@@ -27,7 +27,11 @@ two limits of the pixel policies:
 `--train-on-estimates` trains on what the estimator reads from the demonstration frames instead of the
 true positions (`--first-demo` past the scenes the estimator was trained on), so the policy learns the
 estimator's real errors; `--demos` and `--execution-horizon` measure how the ceiling moves with the
-number of demonstrations and with replanning at every control step.
+number of demonstrations and with replanning at every control step. `--hold-goals` makes a keypoint
+estimator keep each episode's surest goal reading (the goal does not move; the arm covers it later).
+`--record-frames DIR` writes the closed-loop episodes' frames, labelled with the simulator's positions,
+as a LeRobot dataset that training.experiments.goal_pixels trains a keypoint net on (run it on scenes
+that are not held out: `--first-variation 20000`).
 
 Inputs (Meta-World's observation vector, current frame): joints [8] (JOINT_NAMES), hand [4] (hand
 position and gripper opening), objects [14] (up to two objects: position and quaternion each), goal [3],
