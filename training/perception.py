@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from kairos_model.keypoints import (POINTS, KeypointNet, KeypointNetConfig, heatmap_targets,  # noqa: F401
-                                    hold_static, peak_confidence, read_peaks)
+                                    hold_static, peak_confidence, read_peaks, static_channels)
 
 
 @dataclass
@@ -159,7 +159,7 @@ class KeypointEstimator:
 
     def reset(self) -> None:
         """A new episode: forget the held goal readings."""
-        self._held = None          # (pixels [P, 2], heights [P], confidences [P]) of the surest frame
+        self._held = None          # (held readings [1, P, 3]: pixel, height; confidences [1, P]): hold_static's state
 
     @torch.no_grad()
     def read(self, images_nhwc: np.ndarray, instruction: str):
@@ -186,7 +186,7 @@ class KeypointEstimator:
         px, h, conf = self.read(images_nhwc, instruction)
         if not self.hold_goals:
             return px, h
-        static = torch.tensor([p == "goal" for p in POINTS])
+        static = static_channels([task_of(instruction)])            # [P]: the goal
         out_px, out_h = [], []
         for i in range(len(px)):
             now = torch.from_numpy(np.concatenate([px[i], h[i][:, None]], 1))[None]          # [1, P, 3]
