@@ -10,8 +10,11 @@ action chunk is target joint positions over the horizon. Meta-World itself is dr
 deltas through a mocap body; this wrapper turns a joint target into one: forward kinematics of the
 target joints (a scratch MjData) gives the target hand position, and each physics step the mocap is
 moved toward it (Meta-World's own clipping of 1 cm per step applies). Expert demonstrations are
-recorded in the same form: the action at control step t is the joint positions the arm reached at
-t + 1 under the scripted expert, so replaying them reproduces the expert.
+recorded in the same form. SimConfig.targets says what a target is: by default ('reached') the
+joints the arm should reach, and the expert's action at control step t is the joint positions it
+reached at t + 1; with 'commanded' the arm's commanded set-point (the mocap, which the hand follows
+through a spring-like weld and lags in contact), and the expert's action is its set-point at t + 1
+through inverse kinematics, which keeps the force it pushes with (training.experiments.expert_interface).
 
 Joints: right_j0..right_j6 of the Sawyer arm and r_close, the gripper finger (its target above the
 middle of its range closes the gripper, below opens it).
@@ -86,13 +89,23 @@ class SimConfig:
     behindGripper, gripperPOV) or one of FREE_CAMERAS (this project's, e.g. 'workspace'). image_size:
     square frame side.
     substeps: physics (env) steps per control step; 8 x 12.5 ms = a 10 Hz control step.
-    max_steps: control steps per episode. follow_gain: mocap delta per metre of hand error."""
+    max_steps: control steps per episode. follow_gain: mocap delta per metre of hand error.
+    targets: what a joint target means, for the arm and for the expert's recorded actions (TARGETS):
+      'reached': the joints the arm should reach. Each physics step the set-point (Meta-World's mocap,
+        which the hand is welded to) moves by the error between the target's hand position and the
+        hand, so it keeps moving until the hand gets there; the expert's action is the joints it
+        reached. In contact the reached joints lag the expert's set-point, so its force is not recorded.
+      'commanded': the commanded set-point, as a position-controlled arm takes it. Each physics step
+        the set-point moves toward the target's hand position and stops there; the hand follows it
+        through the weld, a spring, so in contact it lags and pushes. The expert's action is its
+        set-point at the end of the control step in joint space (inverse kinematics of the mocap)."""
     task: str = "button-press-topdown-v3"
     camera: str = "corner2"
     image_size: int = 64
     substeps: int = 8
     max_steps: int = 40
     follow_gain: float = 100.0
+    targets: str = "reached"
 
     @property
     def control_dt(self) -> float:
@@ -104,6 +117,9 @@ class SimConfig:
         10, 16, 20, 40 or 80 Hz) with episodes of `seconds` (4 s: 40 steps at 10 Hz)."""
         n = substeps_for(control_hz)
         return cls(substeps=n, max_steps=int(round(seconds * control_hz)), **kw)
+
+
+TARGETS = ("reached", "commanded")
 
 
 def substeps_for(control_hz: float) -> int:
@@ -131,6 +147,8 @@ class MetaWorldSim:
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
         if cfg.task not in ALL_V3_ENVIRONMENTS:
             raise ValueError(f"unknown Meta-World task {cfg.task!r}; MT10 is {MT10}")
+        if cfg.targets not in TARGETS:
+            raise ValueError(f"targets {cfg.targets!r}: one of {TARGETS}")
         self.cfg = cfg
         self._mj = mujoco
         env = ALL_V3_ENVIRONMENTS[cfg.task]()
@@ -154,6 +172,7 @@ class MetaWorldSim:
         self._renderer = None          # made on first render: a GL context belongs to the thread that made it
         self._scratch = mujoco.MjData(self.model)
         self._qadr = [self.model.joint(n).qposadr[0] for n in JOINT_NAMES]
+        self._arm_dofs = [self.model.joint(n).dofadr[0] for n in JOINT_NAMES[:7]]
         self._hand = self.model.body("hand").id
         lo, hi = self.model.jnt_range[self.model.joint("r_close").id]
         self._grip_mid = 0.5 * (lo + hi)
@@ -245,6 +264,32 @@ class MetaWorldSim:
         self._mj.mj_kinematics(self.model, s)
         return s.xpos[self._hand].copy()
 
+    def setpoint(self) -> np.ndarray:
+        """The arm's commanded hand position [3]: Meta-World's mocap body, which the hand is welded to."""
+        return self.data.mocap_pos[0].copy()
+
+    def inverse_hand(self, hand_xyz: np.ndarray, start: Optional[np.ndarray] = None, iters: int = 50,
+                     tol: float = 1e-6) -> np.ndarray:
+        """Joint positions [8] (arm joints moved, the rest of `start` kept; default the current joints)
+        whose hand position is `hand_xyz` [3], or as near as the joint limits allow: damped least squares
+        on the hand's positional Jacobian (a scratch MjData), from `start`."""
+        mj, s = self._mj, self._scratch
+        q = (self.joints() if start is None else np.asarray(start, np.float64)).copy()
+        jac = np.zeros((3, self.model.nv))
+        for _ in range(iters):
+            s.qpos[:] = self.data.qpos
+            s.qpos[self._qadr] = q
+            mj.mj_kinematics(self.model, s)
+            mj.mj_comPos(self.model, s)
+            err = np.asarray(hand_xyz, np.float64) - s.xpos[self._hand]
+            if np.linalg.norm(err) < tol:
+                break
+            mj.mj_jacBody(self.model, s, jac, None, self._hand)
+            J = jac[:, self._arm_dofs]
+            q[:7] += J.T @ np.linalg.solve(J @ J.T + 1e-4 * np.eye(3), err)
+            q[:7] = np.clip(q[:7], self.joint_lower[:7], self.joint_upper[:7])
+        return q
+
     # -- control -------------------------------------------------------------------------------
     def _env_step(self, action4: np.ndarray) -> None:
         self._obs_vec, _, _, _, info = self.env.step(np.asarray(action4, np.float32))
@@ -261,9 +306,10 @@ class MetaWorldSim:
                              f"got {target.shape}")
         target = np.clip(target, self.joint_lower, self.joint_upper)
         n = self.cfg.substeps
+        follow = self.hand if self.cfg.targets == "reached" else self.setpoint   # see SimConfig.targets
         for i in range(n):
             q = target[min(len(target) - 1, (i * len(target)) // n)]
-            delta = (self.forward_hand(q) - self.hand()) * self.cfg.follow_gain
+            delta = (self.forward_hand(q) - follow()) * self.cfg.follow_gain
             grip = 1.0 if q[-1] > self._grip_mid else -1.0
             self._env_step(np.concatenate([np.clip(delta, -1, 1), [grip]]))
             if self.env.curr_path_length >= self.env.max_path_length:
@@ -280,20 +326,67 @@ class MetaWorldSim:
         return getattr(policies, name)()
 
     def expert_step(self, policy) -> np.ndarray:
-        """Run the scripted expert for one control step; returns the joint positions it reached [8],
-        i.e. the joint-space action that reproduces it. The gripper target is the expert's
-        command mapped onto the finger's range (closed above the middle)."""
-        grips = []
+        """Run the scripted expert for one control step; returns the joint-space action that reproduces
+        it [8]: the joint positions it reached, or with SimConfig.targets 'commanded' its set-point in
+        joint space. The gripper target is the expert's command mapped onto the finger's range (closed
+        above the middle)."""
+        qs, grips = self.expert_substeps(policy)
+        self.steps += 1
+        q = qs[-1].copy() if self.cfg.targets == "reached" else self.inverse_hand(self.setpoint())
+        lo, hi = self.joint_lower[-1], self.joint_upper[-1]
+        q[-1] = hi if np.mean(grips) > 0 else lo
+        return q
+
+    def expert_substeps(self, policy) -> tuple:
+        """The scripted expert on Meta-World's own controller for one control step: the joints after each
+        physics step [n, 8] and its gripper command at each [n] (float32, as the policy gives it)."""
+        qs, grips = [], []
         for _ in range(self.cfg.substeps):
             a = np.clip(policy.get_action(self._obs_vec), -1, 1)
             grips.append(a[-1])
             self._env_step(a)
+            qs.append(self.joints())
             if self.env.curr_path_length >= self.env.max_path_length:
                 break
-        self.steps += 1
-        q = self.joints()
-        lo, hi = self.joint_lower[-1], self.joint_upper[-1]
-        q[-1] = hi if np.mean(grips) > 0 else lo
+        return np.stack(qs), np.asarray(grips)
+
+    def save_state(self) -> tuple:
+        """Everything one control step changes: the physics (MuJoCo's integration state: positions,
+        velocities, mocap, ...) and the Python-side state of the env and of this wrapper."""
+        mj, e = self._mj, self.env
+        spec = mj.mjtState.mjSTATE_INTEGRATION
+        phys = np.empty(mj.mj_stateSize(self.model, spec))
+        mj.mj_getState(self.model, self.data, phys, spec)
+        last = None if e._last_stable_obs is None else e._last_stable_obs.copy()
+        return (phys, e.curr_path_length, e._prev_obs.copy(), last, e._did_see_sim_exception,
+                self._obs_vec.copy(), self.success, self.steps)
+
+    def restore_state(self, state: tuple) -> None:
+        mj, e = self._mj, self.env
+        phys, e.curr_path_length, prev, last, e._did_see_sim_exception, obs, self.success, self.steps = state
+        e._prev_obs, e._last_stable_obs, self._obs_vec = prev.copy(), None if last is None else last.copy(), obs.copy()
+        spec = mj.mjtState.mjSTATE_INTEGRATION
+        mj.mj_setState(self.model, self.data, phys, spec)
+        mj.mj_forward(self.model, self.data)           # positions that rendering and the expert read
+        mj.mj_setState(self.model, self.data, phys, spec)   # mj_forward rewrote the solver's warm start
+        for site in e._target_site_config:    # as the env's own step does: sites follow the goal
+            e._set_pos_site(*site)
+
+    def expert_target(self, policy) -> np.ndarray:
+        """The joint target [8] the scripted expert would reach in one control step from here (it runs
+        the step on the physics and then puts everything back, so the scene is left as it was)."""
+        state = self.save_state()
+        try:
+            return self.expert_step(policy)
+        finally:
+            self.restore_state(state)
+
+    def expert_joint_step(self, policy) -> np.ndarray:
+        """One control step of the expert through the policy's own interface: it looks one step ahead
+        (expert_target) and the arm then follows that joint target with `step`, exactly as it follows a
+        model's. Returns the target [8], the recorded action, whose replay reproduces the episode."""
+        q = self.expert_target(policy)
+        self.step(q, render=False)
         return q
 
     def close(self) -> None:
@@ -308,11 +401,21 @@ class MetaWorldSim:
         self.close()
 
 
+EXPERT_CONTROL = ("native", "joint")
+
+
 def rollout_expert(sim: MetaWorldSim, variation: int, extra_steps: Optional[int] = None,
-                   record_env_state: bool = False):
+                   record_env_state: bool = False, control: str = "native"):
     """One expert episode in joint space: (frames [T, S, S, 3], joints [T, 8], actions [T, 8], success),
     and with record_env_state the privileged state of every frame [T, 6] (MetaWorldSim.env_state) last.
-    Stops `extra_steps` control steps after success (default: 0.2 s worth), or at max_steps."""
+    Stops `extra_steps` control steps after success (default: 0.2 s worth), or at max_steps.
+
+    control: 'native' lets the expert drive its own end-effector controller every physics step and
+    records the joints it reached each control step (MetaWorldSim.expert_step); 'joint' makes it act
+    through the policy's interface, one joint target per control step that the arm then follows
+    (MetaWorldSim.expert_joint_step), so the recorded actions are the commands that made the episode."""
+    if control not in EXPERT_CONTROL:
+        raise ValueError(f"expert control {control!r}: one of {EXPERT_CONTROL}")
     if extra_steps is None:
         extra_steps = max(1, int(round(0.2 / sim.cfg.control_dt)))
     pol = sim.expert_policy()
@@ -323,7 +426,7 @@ def rollout_expert(sim: MetaWorldSim, variation: int, extra_steps: Optional[int]
         frames.append(obs.image)
         joints.append(obs.joints)
         env.append(sim.env_state())
-        actions.append(sim.expert_step(pol))
+        actions.append(sim.expert_step(pol) if control == "native" else sim.expert_joint_step(pol))
         obs = sim.observe()
         if sim.success:
             after = extra_steps if after is None else after - 1

@@ -28,8 +28,10 @@ from tqdm import tqdm
 def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size: int = 64,
             max_steps: Optional[int] = None, keep_failures: bool = False, camera: str = "corner2",
             progress: bool = True, check_replay: bool = False, control_hz: float = 10.0,
-            snapshots: bool = False):
-    """control_hz: control steps (frames and joint targets) per second, written as the dataset's fps;
+            snapshots: bool = False, expert_control: str = "native"):
+    """expert_control: how the expert drives the arm (kairos_sim.metaworld_sim.rollout_expert: 'native'
+    or 'joint', through the policy's own joint-target interface). control_hz: control steps (frames
+    and joint targets) per second, written as the dataset's fps;
     max_steps: per episode (None: 4 s worth). snapshots: one frame per variation, gathered into one
     episode per task (see the module doc)."""
     import numpy as np
@@ -40,16 +42,18 @@ def collect(tasks, episodes: int, out: str, first_variation: int = 0, image_size
     max_steps = max_steps or base.max_steps
     with LeRobotWriter(out, fps=1.0 / base.control_dt, state_names=JOINT_NAMES, action_names=JOINT_NAMES,
                        image_shape=(image_size, image_size, 3), env_state_names=ENV_STATE_NAMES,
-                       kairos_info={"camera": camera, "snapshots": snapshots}) as w:
+                       kairos_info={"camera": camera, "snapshots": snapshots,
+                                    "expert_control": expert_control}) as w:
         bar = tqdm(total=len(tasks) * episodes, desc="collect", unit="scene" if snapshots else "ep",
                    disable=not progress)
         for task in tasks:
             ok = 0
             shots = []
             with MetaWorldSim(SimConfig(task=task, image_size=image_size, max_steps=max_steps, camera=camera,
-                                     substeps=base.substeps)) as sim:
+                                        substeps=base.substeps)) as sim:
                 for v in range(first_variation, first_variation + episodes):
-                    frames, joints, actions, success, env = rollout_expert(sim, v, record_env_state=True)
+                    frames, joints, actions, success, env = rollout_expert(sim, v, record_env_state=True,
+                                                                   control=expert_control)
                     ok += success
                     if snapshots:             # one frame of this scene, at a step fixed by the variation
                         k = int(np.random.default_rng([v, 17]).integers(len(frames)))
@@ -93,13 +97,18 @@ def main(argv=None) -> int:
     ap.add_argument("--snapshots", action="store_true",
                     help="labelled scenes, not demonstrations: one frame per variation (a random step below "
                     "--max-steps), one episode per task; for position supervision only")
+    ap.add_argument("--expert-control", choices=["native", "joint"], default="native",
+                    help="native: the expert drives Meta-World's end-effector controller every physics step and "
+                    "the joints it reaches each control step are recorded; joint: it acts through the "
+                    "policy's interface, one joint target per control step (looked up one step ahead)")
     ap.add_argument("--check-replay", action="store_true",
                     help="also replay each episode's recorded joint targets open loop and count successes")
     args = ap.parse_args(argv)
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
     stats = collect(tasks, args.episodes, args.out, args.first_variation, args.image_size, args.max_steps,
                     args.keep_failures, check_replay=args.check_replay, camera=args.camera,
-                    control_hz=args.control_hz, snapshots=args.snapshots)
+                    control_hz=args.control_hz, snapshots=args.snapshots,
+                    expert_control=args.expert_control)
     for task, (ok, n, rep) in stats.items():
         print(f"{task:28s} expert success {ok}/{n}" + ("" if rep is None else f", joint-space replay {rep}/{n}")
               + ("" if args.keep_failures or args.snapshots or ok == n

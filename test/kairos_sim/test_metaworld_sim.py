@@ -30,6 +30,33 @@ def test_expert_in_joint_space_succeeds_and_replays(sim):
     assert sim.success, "replaying the recorded joint targets must reproduce the expert's success"
 
 
+def test_expert_through_the_joint_interface_leaves_no_trace_and_replays_exactly():
+    """control='joint': the expert looks one control step ahead (and puts the scene back exactly), then
+    the arm follows that target as it follows a model's, so replaying the actions gives the same joints."""
+    with MetaWorldSim(SimConfig(task="push-v3", image_size=32)) as s:
+        s.reset(10001)
+        pol = s.expert_policy()
+        for _ in range(3):
+            s.expert_joint_step(pol)
+        before = s.save_state()
+        s.expert_target(pol)
+        after = s.save_state()
+        np.testing.assert_array_equal(before[0], after[0])          # physics, solver warm start included
+        assert before[1] == after[1] and before[-2:] == after[-2:]      # env step count; success, steps
+        np.testing.assert_array_equal(before[2], after[2])                # the env's frame-stacked obs
+        np.testing.assert_array_equal(before[5], after[5])                # the observation the expert reads
+        frames, joints, actions, ok = rollout_expert(s, 10001, control="joint")
+        s.reset(10001)
+        replayed = []
+        for a in actions:
+            replayed.append(s.joints())
+            s.step(a, render=False)
+        np.testing.assert_array_equal(np.stack(replayed), joints)
+        assert s.success == ok
+        with pytest.raises(ValueError, match="expert control"):
+            rollout_expert(s, 0, control="mocap")
+
+
 def test_scenes_vary_with_the_variation_and_repeat_with_it(sim):
     a = sim.reset(1).image
     b = sim.reset(2).image
@@ -164,3 +191,34 @@ def test_the_camera_model_projects_the_goal_onto_the_pixels_that_draw_it(camera)
             assert np.hypot(cols.mean() + 0.5 - px[0], rows.mean() + 0.5 - px[1]) < 0.6, (px, cols, rows)
             cam = CameraModel.from_dict(s.camera_model().to_dict())
             np.testing.assert_allclose(cam.lift(px[None], [goal[2]])[0], goal, atol=1e-9)
+
+
+def test_expert_interface_forms_agree_with_the_collector():
+    """training.experiments.expert_interface: its 'joint' form is the collector's joint-control expert,
+    and the expert's own per-physics-step joints as waypoints reproduce the native expert's success."""
+    from training.experiments.expert_interface import run_episode
+    with MetaWorldSim(SimConfig(task="push-v3", image_size=32)) as s:
+        v = 10000
+        *_, ok_joint = rollout_expert(s, v, control="joint")
+        assert run_episode(s, v, "joint") == ok_joint
+        assert run_episode(s, v, "native") and run_episode(s, v, "waypoints")
+        with pytest.raises(ValueError, match="form"):
+            run_episode(s, v, "teleport")
+
+
+def test_commanded_targets_keep_the_push_that_reached_joints_lose():
+    """SimConfig.targets='commanded': inverse kinematics puts the hand where asked, the set-point stops at
+    the target's hand position, and the native expert's set-points replayed open loop solve a push scene
+    (10002) whose reached joints, replayed the same way, do not."""
+    from training.experiments.expert_interface import replay
+    with MetaWorldSim(SimConfig(task="push-v3", image_size=32, targets="commanded")) as s:
+        s.reset(10002)
+        goal = s.hand() + np.array([0.03, -0.02, 0.04])
+        q = s.inverse_hand(goal)
+        np.testing.assert_allclose(s.forward_hand(q), goal, atol=1e-4)
+        s.step(q, render=False)                                     # nothing in the way: the set-point gets there
+        np.testing.assert_allclose(s.setpoint(), goal, atol=1e-3)
+        assert replay(s, 10002, "commanded") and not replay(s, 10002, "reached")
+        assert s.cfg.targets == "commanded"                          # replay() put the sim's setting back
+    with pytest.raises(ValueError, match="targets"):
+        MetaWorldSim(SimConfig(task="push-v3", targets="torque"))

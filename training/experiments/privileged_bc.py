@@ -198,7 +198,7 @@ def train(X: np.ndarray, Y: np.ndarray, cfg: PrivilegedBCConfig):
 def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20, first_variation: int = 10_000,
         cfg: Optional[PrivilegedBCConfig] = None, execution_horizon: int = 4,
         estimator=None, camera: str = "corner2", train_on_estimates: bool = False, first_demo: int = 0,
-        writer=None) -> dict:
+        writer=None, targets: str = "reached") -> dict:
     """Train on variations first_demo.. (+demos), run on first_variation.. (+episodes). execution_horizon: chunk
     steps executed before replanning (`kairos evaluate`'s default, at any rate). estimator: a BCEngine
     with a position head or a KeypointEstimator; run on the positions it reads from `camera`'s frame (rendered at its input
@@ -206,7 +206,8 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
     policy learns the estimator's real errors; demonstrations the estimator was trained on read better
     than new frames do). writer: a training.data.lerobot.LeRobotWriter (with env_state_names) that
     takes every closed-loop episode: the frames the estimator read, labelled with the simulator's
-    positions (perception training data from the states this policy visits; needs an estimator)."""
+    positions (perception training data from the states this policy visits; needs an estimator).
+    targets: what a joint target means, in the demonstrations and for the arm (SimConfig.targets)."""
     from kairos_ros.core.act_core import ActCore
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     from training.evaluate import act_config
@@ -221,7 +222,8 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
     if writer is not None and estimator is None:
         raise ValueError("recording closed-loop frames needs an estimator (without one nothing is rendered)")
     size = estimator.cfg.image_size if estimator is not None else 64
-    with MetaWorldSim(SimConfig.at_rate(control_hz, task=task, camera=camera, image_size=size)) as sim:
+    with MetaWorldSim(SimConfig.at_rate(control_hz, task=task, camera=camera, image_size=size,
+                                        targets=targets)) as sim:
         exe = min(execution_horizon, cfg.horizon)
         X, Y, ok = _demos(sim, range(first_demo, first_demo + demos), cfg, estimator if train_on_estimates else None)
         if not len(X):
@@ -256,7 +258,7 @@ def run(task: str, control_hz: float = 10.0, demos: int = 40, episodes: int = 20
                 f, j, a, e = (np.stack(x) for x in zip(*seen))
                 writer.add(Episode({"observation.images.cam": f}, j, a, sim.instruction, success=bool(sim.success),
                                    env_state=e))
-    return {"task": task, "control_hz": control_hz, "inputs": list(cfg.inputs), "demos_ok": ok,
+    return {"task": task, "control_hz": control_hz, "targets": targets, "inputs": list(cfg.inputs), "demos_ok": ok,
             "trained_on_estimates": train_on_estimates,
             "samples": int(len(X)), "final_loss": loss, "execution_horizon": exe,
             "successes": sum(r["success"] for r in rows), "episodes": rows, "seconds": time.time() - t0,
@@ -308,6 +310,9 @@ def main(argv=None):
                     help="first demonstration scene (e.g. past the scenes the estimator was trained on)")
     ap.add_argument("--execution-horizon", type=int, default=4,
                     help="chunk steps executed before replanning (1: replan every control step)")
+    ap.add_argument("--targets", choices=["reached", "commanded"], default="reached",
+                    help="what a joint target is, in the demonstrations and for the arm: the joints reached or "
+                    "the commanded set-point (kairos_sim.metaworld_sim.SimConfig.targets)")
     ap.add_argument("--iters", type=int, default=PrivilegedBCConfig.iters, help="training iterations")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the results as JSON here")
@@ -333,7 +338,8 @@ def main(argv=None):
             for task in tasks:
                 results.append(run(task, hz, a.demos, a.episodes, a.first_variation, cfg=cfg, estimator=est,
                                    camera=a.camera, execution_horizon=a.execution_horizon,
-                                   train_on_estimates=a.train_on_estimates, first_demo=a.first_demo, writer=w))
+                                   train_on_estimates=a.train_on_estimates, first_demo=a.first_demo, writer=w,
+                                   targets=a.targets))
                 _print(results[-1], a)
     for hz in a.control_hz:
         rs = [r for r in results if r["control_hz"] == hz]
