@@ -373,8 +373,9 @@ class MetaWorldSim:
             e._set_pos_site(*site)
 
     def expert_target(self, policy) -> np.ndarray:
-        """The joint target [8] the scripted expert would reach in one control step from here (it runs
-        the step on the physics and then puts everything back, so the scene is left as it was)."""
+        """The action [8] expert_step would record for one control step from here (the joints the
+        expert reaches, or its set-point with targets 'commanded'); it runs the step on the physics and
+        then puts everything back, so the scene is left as it was."""
         state = self.save_state()
         try:
             return self.expert_step(policy)
