@@ -410,8 +410,10 @@ def source_key(src: SourceConfig) -> tuple:
 
 def open_dataset(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True) -> LeRobotDataset:
     """The source's LeRobot dataset (collected or converted first where the kind asks for it), checked
-    against its role: a snapshot dataset (separate scenes, not trajectories) only as aux_only, and a
-    dataset that records its camera only under the camera the source names."""
+    against its role: a snapshot dataset (separate scenes, not trajectories) only as aux_only, a
+    dataset that records its camera only under the camera the source names, and a sim_expert dataset
+    only when it holds no more episodes than the source asks for (the expert's failures are not kept,
+    so fewer is allowed)."""
     if src.kind == "sim_expert":
         path = _ensure_sim_dataset(src, out, D, sync)
     elif src.kind == "rosbag":
@@ -422,6 +424,10 @@ def open_dataset(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool =
     if ds.snapshots and not src.aux_only:
         raise DatasetError(f"{path} is a snapshot dataset (each frame a different scene, `kairos collect "
                            "--snapshots`): it can only feed the position loss, as a source with aux_only: true")
+    if src.kind == "sim_expert" and src.episodes and len(ds) > src.episodes * len(src.tasks):
+        raise DatasetError(f"{path} holds {len(ds)} episodes, more than the source's {src.episodes} per task for "
+                           f"{len(src.tasks)} tasks: training would use all of them (give the source a path of "
+                           "its own, or episodes equal to what was collected there)")
     cam = ds.kairos_info.get("camera")
     if src.kind == "sim_expert" and cam is not None and cam != src.camera:
         raise DatasetError(f"{path} was collected from camera {cam!r}, the recipe's source says {src.camera!r}")

@@ -100,6 +100,12 @@ def test_a_snapshot_dataset_only_feeds_the_position_loss(tmp_path):
     ds = open_dataset(SourceConfig(kind="lerobot", path=str(tmp_path / "snap"), aux_only=True), str(tmp_path),
                       JOINTS, Dist())
     assert ds.snapshots and ds.env_state_names == ["dot_x", "dot_y"]
+    write_dots(tmp_path / "demos", 3, rng)
+    asked = SourceConfig(kind="sim_expert", path=str(tmp_path / "demos"), tasks=["reach-v3"], actions=True, episodes=2)
+    with pytest.raises(DatasetError, match="holds 3 episodes, more than the source's 2 per task"):
+        open_dataset(asked, str(tmp_path), JOINTS, Dist())
+    asked.episodes = 3
+    assert len(open_dataset(asked, str(tmp_path), JOINTS, Dist())) == 3
     stage = {"name": "III", "objective": "video+action", "steps": 1,
              "sources": [{"kind": "lerobot", "path": "x", "actions": True},
                          {"kind": "lerobot", "path": "y", "aux_only": True}]}

@@ -36,7 +36,7 @@ def load_frames(roots: List[str], max_per_episode: int = 0, skip_first: bool = F
         for e in ds:
             idx = np.arange(int(skip_first and not ds.snapshots), len(e.env_state))
             if max_per_episode and len(idx) > max_per_episode:
-                idx = np.linspace(0, len(idx) - 1, max_per_episode).round().astype(int)
+                idx = idx[np.linspace(0, len(idx) - 1, max_per_episode).round().astype(int)]
             frames.append(e.frames[ds.camera_key][idx])
             env.append(e.env_state[idx])
             tasks += [task_of(e.task)] * len(idx)
