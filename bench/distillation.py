@@ -10,6 +10,9 @@
     python bench/distillation.py --student runs/distill_tiny/artifact
     python bench/distillation.py --student runs/distill_tiny/artifact --extra-steps 1 2   # also 1- and 2-step rows
     python bench/distillation.py --teacher runs/mt10_cpu/artifact --student runs/distill_mt10/artifact --tasks MT10
+
+On reach-wall-around-v3 (two ways round a wall) each row also counts which way its episodes went, and
+each closed-loop episode seeds the sampling noise with its scene number (independent draws of the way).
 """
 from __future__ import annotations
 
@@ -26,6 +29,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench_util import torch_threads  # noqa: E402  (bench/ is on sys.path: run as a script or by the tests)
+
+
+WALL_TASK = "reach-wall-around-v3"      # kairos_sim.experts.AroundWallPolicy: two ways round a wall
 
 
 def load_model(path):
@@ -78,6 +84,27 @@ def step_latencies(rows, n: int) -> list:
     return [float(np.median(x)) for x in lat]
 
 
+def plot_paths(rows, path: str) -> None:
+    """One panel per row: the hand's path (x, y; m) of every closed-loop episode seen from above, the
+    wall as a grey bar, successes in blue and failures in red."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from kairos_sim.experts import WALL_X, WALL_Y
+    fig, axes = plt.subplots(1, len(rows), figsize=(2.6 * len(rows), 3.0), sharex=True, sharey=True)
+    for ax, (title, paths) in zip(np.atleast_1d(axes), rows):
+        ax.fill_between(WALL_X, WALL_Y - 0.01, WALL_Y + 0.01, color="0.5")
+        for p, ok in paths:
+            ax.plot(p[:, 0], p[:, 1], color="tab:blue" if ok else "tab:red", lw=0.8, alpha=0.6)
+        ax.set_title(f"{title}: {sum(ok for _, ok in paths)}/{len(paths)}", fontsize=9)
+        ax.set_xlabel("hand x (m)")
+        ax.set_aspect("equal")
+    np.atleast_1d(axes)[0].set_ylabel("hand y (m)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default="artifacts/tiny_button_press")
@@ -93,6 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-root", default="runs/distill_tiny", help="where held-out episodes are collected once")
     ap.add_argument("--out", help="write the table as JSON")
+    ap.add_argument("--plot", help=f"on {WALL_TASK}: draw every row's hand paths seen from above (PNG)")
     a = ap.parse_args(argv)
     with torch_threads(a.threads):
         return _run(a)
@@ -102,6 +130,7 @@ def _run(a) -> int:
     from rich.console import Console
     from rich.table import Table
     from tqdm import tqdm
+    from kairos_sim.experts import way_round
     from kairos_sim.metaworld_sim import MT10, TEST_VARIATIONS
     from training.evaluate import evaluate
     from training.recipe import SourceConfig
@@ -116,14 +145,22 @@ def _run(a) -> int:
             ("student", a.student, student, a.student_steps)]
     for k in a.extra_steps:
         rows += [("teacher", a.teacher, teacher, k), ("student", a.student, student, k)]
-    results = []
+    results, hand_paths = [], []
     for name, path, tr, steps in tqdm(rows, desc="distillation bench", unit="row"):
         act = eval_actions(tr, held, norm, 64, steps=steps)["action_mae_rad"]
         ps = future_psnr(tr, held, norm, steps)
-        per_task, _, _, _ = evaluate(path, tasks, a.sim_episodes, sampler_steps=steps, progress=False)
+        per_task, _, _, _ = evaluate(path, tasks, a.sim_episodes, sampler_steps=steps, progress=False,
+                                     record_hand=WALL_TASK in tasks, seed_per_scene=WALL_TASK in tasks)
         res = [r for t in tasks for r in per_task[t]]
         succ = sum(r["success"] for r in res)
-        results.append({"model": name, "steps": steps, "action_mae_rad": act, "future_psnr_db": ps,
+        if WALL_TASK in tasks:       # the bimodal task: which way round each episode went (or blocked)
+            paths = [(np.asarray(r.pop("hand_path")), r["success"]) for r in per_task[WALL_TASK]]
+            ways = [way_round(p) for p, _ in paths]
+            extra = {"ways_round": {w: ways.count(w) for w in ("left", "right", "over", "blocked")}}
+            hand_paths.append((f"{name} @{steps}", paths))
+        else:
+            extra = {}
+        results.append({**extra, "model": name, "steps": steps, "action_mae_rad": act, "future_psnr_db": ps,
                         "success": succ, "episodes": len(res), "mean_episode": float(np.mean([r["steps"] for r in res])),
                         "success_per_task": {t: sum(r["success"] for r in per_task[t]) for t in tasks}})
     for r, ms in zip(results, step_latencies([(path, steps) for _, path, _, steps in rows], a.latency_steps)):
@@ -133,13 +170,17 @@ def _run(a) -> int:
     table = Table(title=f"{what}: {a.heldout_episodes} held-out episodes per task (teacher-forced), {a.sim_episodes} "
                         f"held-out scenes per task closed loop, torch eager {a.threads} threads")
     for c in ("model", "sampler steps", "action error rad", "future PSNR dB", "success", "mean episode",
-              "latency / sampling step ms", "speed-up vs teacher@%d" % a.teacher_steps):
+              "latency / sampling step ms", "speed-up vs teacher@%d" % a.teacher_steps) + (
+              ("left / right / over / blocked",) if WALL_TASK in tasks else ()):
         table.add_column(c, justify="right")
     for r in results:
         table.add_row(r["model"], str(r["steps"]), f"{r['action_mae_rad']:.4f}", f"{r['future_psnr_db']:.2f}",
                       f"{r['success']}/{r['episodes']}", f"{r['mean_episode']:.1f}", f"{r['latency_ms']:.1f}",
-                      f"{ref['latency_ms'] / r['latency_ms']:.1f}x")
+                      f"{ref['latency_ms'] / r['latency_ms']:.1f}x",
+                      *(["/".join(str(v) for v in r["ways_round"].values())] if "ways_round" in r else []))
     Console().print(table)
+    if a.plot and hand_paths:
+        plot_paths(hand_paths, a.plot)
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"distilled": s_meta.get("distilled"), "rows": results}, f, indent=2)

@@ -68,6 +68,13 @@ INSTRUCTIONS: Dict[str, str] = {
     "window-open-v3": "open the window",
     "window-close-v3": "close the window",
     "button-press-v3": "press the button",
+    "reach-wall-around-v3": "reach the goal around the wall",
+}
+# Tasks this project adds: its own scripted expert in a Meta-World scene (kairos_sim.experts).
+# name -> (Meta-World task whose scene it uses, expert class name, scene edit function name or None), the
+# names in kairos_sim.experts.
+PROJECT_TASKS: Dict[str, tuple] = {
+    "reach-wall-around-v3": ("reach-wall-v3", "AroundWallPolicy", "edit_scene"),
 }
 MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
@@ -145,13 +152,15 @@ class MetaWorldSim:
     def __init__(self, cfg: SimConfig = SimConfig()):
         import mujoco
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
-        if cfg.task not in ALL_V3_ENVIRONMENTS:
-            raise ValueError(f"unknown Meta-World task {cfg.task!r}; MT10 is {MT10}")
+        scene = PROJECT_TASKS[cfg.task][0] if cfg.task in PROJECT_TASKS else cfg.task
+        if scene not in ALL_V3_ENVIRONMENTS:
+            raise ValueError(f"unknown Meta-World task {cfg.task!r}; MT10 is {MT10}, and this project adds "
+                             f"{sorted(PROJECT_TASKS)}")
         if cfg.targets not in TARGETS:
             raise ValueError(f"targets {cfg.targets!r}: one of {TARGETS}")
         self.cfg = cfg
         self._mj = mujoco
-        env = ALL_V3_ENVIRONMENTS[cfg.task]()
+        env = ALL_V3_ENVIRONMENTS[scene]()
         if env._partially_observable:     # as Meta-World's set_task does: the goal is observed
             env._partially_observable = False
             try:
@@ -163,6 +172,10 @@ class MetaWorldSim:
         env.seeded_rand_vec = True        # seeded per variation in reset()
         self.env = env
         self.model, self.data = env.model, env.data
+        if cfg.task in PROJECT_TASKS and PROJECT_TASKS[cfg.task][2]:
+            from kairos_sim import experts
+            getattr(experts, PROJECT_TASKS[cfg.task][2])(self.model)
+            mujoco.mj_forward(self.model, self.data)
         self.model.vis.quality.shadowsize = 0
         self.model.vis.quality.offsamples = 0
         cams = [self.model.camera(i).name for i in range(self.model.ncam)]
@@ -181,12 +194,14 @@ class MetaWorldSim:
         self.instruction = INSTRUCTIONS.get(cfg.task, cfg.task.replace("-v3", "").replace("-", " "))
         self._obs_vec = None
         self.steps, self.success = 0, False
+        self.variation = 0
 
     # -- scene ---------------------------------------------------------------------------------
     def reset(self, variation: int = 0) -> SimObs:
         """A new episode in scene `variation` (object/goal positions drawn from Meta-World's task
         sampling space with this seed). Variations >= TEST_VARIATIONS are the held-out ones."""
         self.env.seed(int(variation))
+        self.variation = int(variation)
         self._obs_vec, _ = self.env.reset()
         # Meta-World's reset_model moves the goal marker (model.site_pos) and, for some tasks, objects
         # after its last forward pass, so the derived positions that rendering draws (data.site_xpos,
@@ -319,6 +334,9 @@ class MetaWorldSim:
 
     # -- the scripted expert ---------------------------------------------------------------------
     def expert_policy(self):
+        if self.cfg.task in PROJECT_TASKS:
+            from kairos_sim import experts
+            return getattr(experts, PROJECT_TASKS[self.cfg.task][1])(self)
         import metaworld.policies as policies
         name = _policy_name(self.cfg.task)
         if not hasattr(policies, name):

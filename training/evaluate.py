@@ -43,8 +43,14 @@ def resolve_camera(artifact: str, camera: Optional[str] = None) -> str:
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: Optional[int] = None,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
              progress: bool = True, backend: str = "torch", quantized: bool = False, camera: Optional[str] = None,
-             keypoint_hold: Optional[bool] = None, cfg_scale: float = 1.0):
-    """camera: the simulator camera the policy sees; use the one its demonstrations were collected with
+             keypoint_hold: Optional[bool] = None, cfg_scale: float = 1.0, record_hand: bool = False,
+             seed_per_scene: bool = False):
+    """seed_per_scene: a world model's sampling noise is seeded with the scene's variation number at each
+    episode start instead of the engine's fixed seed (0), so episodes draw independent noise (what a
+    task with two equally good ways needs to show how often a sampler lands between them).
+    record_hand: also return the hand's path of every episode (its "hand_path", [steps + 1, 3] m, as
+    lists), for analyses of where the arm went (bench/distillation.py on reach-wall-around-v3).
+    camera: the simulator camera the policy sees; use the one its demonstrations were collected with
     (None: the one the artifact's meta names, which the trainer records for simulator data; else corner2).
     keypoint_hold: override a world model's und.keypoint_hold (None: as the artifact says).
     cfg_scale: classifier-free guidance on the instruction (1: none).
@@ -83,8 +89,11 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
             res = []
             for e in range(episodes):
                 obs = sim.reset(first_variation + e)
+                if seed_per_scene and hasattr(engine, "seed"):
+                    engine.seed = first_variation + e
                 core.reset()
                 frames, pairs, pending = [obs.image], [], None
+                hand = [sim.hand().tolist()]
                 for k in range(max_steps):
                     now = k * sim.cfg.control_dt
                     core.set_image(obs.image, now)
@@ -97,12 +106,15 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
                         pending = decode(fut)[0] if decode is not None and fut.numel() else np.zeros(0)
                     obs = sim.step(r.positions[0] if r.positions is not None else obs.joints)
                     frames.append(obs.image)
+                    hand.append(sim.hand().tolist())
                     if pending is not None:
                         pairs.append((obs.image, pending))
                         pending = None
                     if obs.success:
                         break
                 res.append({"variation": first_variation + e, "success": bool(obs.success), "steps": obs.step})
+                if record_hand:
+                    res[-1]["hand_path"] = hand
                 if e == 0:
                     frames_by_task[task], imagined_by_task[task] = frames, pairs
                 bar.update(1)
@@ -169,6 +181,9 @@ def main(argv=None) -> int:
                     help="a world model with a keypoint net: hold each episode's surest goal readings "
                          "(default: as the artifact says)")
     ap.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance on the instruction (1: none)")
+    ap.add_argument("--seed-per-scene", action="store_true",
+                    help="seed a world model's sampling noise with each scene's number (default: the engine's fixed "
+                         "seed at every episode start)")
     ap.add_argument("--report", default="runs/evaluate")
     args = ap.parse_args(argv)
     from kairos_sim.metaworld_sim import MT10
@@ -178,7 +193,7 @@ def main(argv=None) -> int:
                                      args.strategy, args.execution_horizon, args.sampler_steps, backend=args.backend,
                                      quantized=args.quantized, camera=args.camera,
                                      keypoint_hold=None if args.keypoint_hold is None else args.keypoint_hold == "on",
-                                     cfg_scale=args.cfg_scale)
+                                     cfg_scale=args.cfg_scale, seed_per_scene=args.seed_per_scene)
     rows = []
     for task, res in per_task.items():
         ok = sum(r["success"] for r in res)

@@ -216,3 +216,22 @@ def test_privileged_closed_loop_frames_are_recorded_with_their_labels(tmp_path):
     assert len(frames) == sum(r["steps"] for r in res["episodes"]) and set(tasks) == {"reach-v3"}
     with pytest.raises(ValueError, match="needs an estimator"):
         run("reach-v3", demos=1, episodes=1, cfg=cfg, writer=w)
+
+
+def test_hand_paths_are_recorded_and_scene_seeds_draw_other_noise_reproducibly():
+    """record_hand returns the hand's path of every episode; seed_per_scene seeds the sampling noise
+    with the scene number (independent draws per scene, the same on a rerun), unlike the fixed seed."""
+    from training.evaluate import evaluate
+
+    def paths(seed_per_scene):
+        per_task, _, _, _ = evaluate("artifacts/tiny_button_press", ["button-press-topdown-v3"], 1,
+                                     first_variation=10_003, max_steps=6, sampler_steps=2, progress=False,
+                                     record_hand=True, seed_per_scene=seed_per_scene)
+        (r,) = per_task["button-press-topdown-v3"]
+        p = np.asarray(r["hand_path"])
+        assert p.shape == (r["steps"] + 1, 3)
+        return p
+
+    fixed, scene, again = paths(False), paths(True), paths(True)
+    np.testing.assert_allclose(scene, again)
+    assert np.abs(scene - fixed).max() > 1e-4, "the scene's seed should draw other noise than seed 0"
