@@ -3,7 +3,8 @@
 AroundWallPolicy: Meta-World's reach-wall scene (a 24 cm x 12 cm wall between the hand and the
 goal), with the wall moved 10 cm to the left so that it is centred on the hand's start and on the
 goals (x = 0; Meta-World has it at x = 0.10, 2 cm from where the hand starts, which makes the left
-way round the obvious one: a first model trained on it went left in every scene), but the expert keeps the hand low (7 cm, below the wall's top at 12 cm) and goes around the
+way round the obvious one: a first model trained on it went left in every scene) and the goal's
+height drawn from 5-10 cm (edit_scene), but the expert keeps the hand low (7 cm, below the wall's top at 12 cm) and goes around the
 wall on one side, left or right, drawn per scene from its variation number, so nothing in the picture
 tells which. The demonstrations are therefore bimodal: for the same first frame half go left and half
 go right, and their average (straight ahead) runs into the wall. That is the case where a flow
@@ -26,9 +27,20 @@ SIDE_X = {"left": WALL_X[0] - 0.10, "right": WALL_X[1] + 0.10}     # 10 cm clear
 LOW_Z = 0.07                                 # below the wall's top (0.12)
 
 
-def edit_scene(model) -> None:
-    """Centre reach-wall-v3's wall on the hand's start (a static body: its geoms move with it)."""
-    model.body("wall").pos[0] = WALL_CENTRE_X
+GOAL_Z = (0.05, 0.10)     # goal heights (Meta-World draws 0.05..0.30)
+
+
+def edit_scene(env) -> None:
+    """Centre reach-wall-v3's wall on the hand's start (a static body: its geoms move with it), and draw
+    the goal's height from GOAL_Z instead of 5-30 cm: at 64 px the goal marker is about a pixel, and a
+    first teacher on the full range failed 40% of its scenes hovering over the goal at the wrong
+    height, which hid the two-ways choice this task is for."""
+    from gymnasium.spaces import Box
+    env.model.body("wall").pos[0] = WALL_CENTRE_X
+    low, high = env._random_reset_space.low.copy(), env._random_reset_space.high.copy()
+    low[5], high[5] = GOAL_Z
+    env._random_reset_space = Box(low, high, dtype=np.float64)
+    env.goal_space = Box(low[3:], high[3:], dtype=np.float64)
 
 
 def side_of(variation: int) -> str:

@@ -72,7 +72,7 @@ INSTRUCTIONS: Dict[str, str] = {
 }
 # Tasks this project adds: its own scripted expert in a Meta-World scene (kairos_sim.experts).
 # name -> (Meta-World task whose scene it uses, expert class name, scene edit function name or None), the
-# names in kairos_sim.experts.
+# names in kairos_sim.experts (the edit takes the Meta-World env before its first reset).
 PROJECT_TASKS: Dict[str, tuple] = {
     "reach-wall-around-v3": ("reach-wall-v3", "AroundWallPolicy", "edit_scene"),
 }
@@ -174,7 +174,7 @@ class MetaWorldSim:
         self.model, self.data = env.model, env.data
         if cfg.task in PROJECT_TASKS and PROJECT_TASKS[cfg.task][2]:
             from kairos_sim import experts
-            getattr(experts, PROJECT_TASKS[cfg.task][2])(self.model)
+            getattr(experts, PROJECT_TASKS[cfg.task][2])(env)
             mujoco.mj_forward(self.model, self.data)
         self.model.vis.quality.shadowsize = 0
         self.model.vis.quality.offsamples = 0
