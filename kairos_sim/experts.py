@@ -3,8 +3,8 @@
 AroundWallPolicy: Meta-World's reach-wall scene (a 24 cm x 12 cm wall between the hand and the
 goal), with the wall moved 10 cm to the left so that it is centred on the hand's start and on the
 goals (x = 0; Meta-World has it at x = 0.10, 2 cm from where the hand starts, which makes the left
-way round the obvious one: a first model trained on it went left in every scene) and the goal's
-height drawn from 5-10 cm (edit_scene), but the expert keeps the hand low (7 cm, below the wall's top at 12 cm) and goes around the
+way round the obvious one: a first model trained on it went left in every scene), raised to 30 cm,
+and the goal's height drawn from 5-10 cm (edit_scene), but the expert keeps the hand low (7 cm) and goes around the
 wall on one side, left or right, drawn per scene from its variation number, so nothing in the picture
 tells which. The demonstrations are therefore bimodal: for the same first frame half go left and half
 go right, and their average (straight ahead) runs into the wall. That is the case where a flow
@@ -24,19 +24,27 @@ WALL_CENTRE_X = 0.0
 WALL_X = (WALL_CENTRE_X - 0.12, WALL_CENTRE_X + 0.12)
 WALL_Y = 0.75
 SIDE_X = {"left": WALL_X[0] - 0.10, "right": WALL_X[1] + 0.10}     # 10 cm clear of the wall's ends
-LOW_Z = 0.07                                 # below the wall's top (0.12)
+LOW_Z = 0.07                                 # the height the expert goes round at
 
 
 GOAL_Z = (0.05, 0.10)     # goal heights (Meta-World draws 0.05..0.30)
+WALL_TOP = 0.30           # the wall's height (Meta-World's is 0.12)
 
 
 def edit_scene(env) -> None:
-    """Centre reach-wall-v3's wall on the hand's start (a static body: its geoms move with it), and draw
-    the goal's height from GOAL_Z instead of 5-30 cm: at 64 px the goal marker is about a pixel, and a
+    """Centre reach-wall-v3's wall on the hand's start (a static body: its geoms move with it) and raise
+    it to WALL_TOP, and draw the goal's height from GOAL_Z instead of 5-30 cm: at 64 px the goal marker is about a pixel, and a
     first teacher on the full range failed 40% of its scenes hovering over the goal at the wrong
-    height, which hid the two-ways choice this task is for."""
+    height, which hid the two-ways choice this task is for. The height: at Meta-World's 12 cm a
+    teacher sampled in one step (the average of the two ways, in joint space) lifted the hand over
+    the wall in 43 of 50 scenes and succeeded, so the average was a third way; at 30 cm it is not."""
     from gymnasium.spaces import Box
-    env.model.body("wall").pos[0] = WALL_CENTRE_X
+    m = env.model
+    wall = m.body("wall")
+    wall.pos[0], wall.pos[2] = WALL_CENTRE_X, WALL_TOP / 2
+    for g in range(m.ngeom):          # the wall's visual and collision boxes: half height WALL_TOP / 2
+        if m.geom_bodyid[g] == wall.id:
+            m.geom_size[g, 2] = WALL_TOP / 2
     low, high = env._random_reset_space.low.copy(), env._random_reset_space.high.copy()
     low[5], high[5] = GOAL_Z
     env._random_reset_space = Box(low, high, dtype=np.float64)
@@ -93,4 +101,4 @@ def way_round(hand_path_n3) -> str:
         return "left"
     if x > WALL_X[1]:
         return "right"
-    return "over" if z > 0.12 else "blocked"
+    return "over" if z > WALL_TOP else "blocked"

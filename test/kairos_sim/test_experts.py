@@ -61,6 +61,22 @@ def test_the_average_of_the_two_ways_runs_into_the_wall(sim):
     assert way_round(path) == "blocked", "the hand should be stopped in front of the wall"
 
 
+class _Over(AroundWallPolicy):
+    """Straight over the middle of the wall at 20 cm: over Meta-World's 12 cm wall, not over this one."""
+
+    def waypoint(self, hand, goal):
+        return np.array([0.0, 0.90, 0.20]) if hand[1] < WALL_Y + 0.05 else goal
+
+
+def test_the_wall_is_too_high_to_go_over(sim):
+    sim.reset(10_001)
+    path = [sim.hand()]
+    for _ in range(sim.cfg.max_steps):
+        sim.expert_step(_Over(sim))
+        path.append(sim.hand())
+    assert not sim.success and way_round(path) == "blocked"
+
+
 def test_project_tasks_have_an_instruction_and_unknown_tasks_are_refused(sim):
     assert sim.instruction == "reach the goal around the wall"
     with pytest.raises(ValueError, match="reach-wall-around-v3"):
