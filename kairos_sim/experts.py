@@ -9,7 +9,7 @@ wall on one side, left or right, drawn per scene from its variation number, so n
 tells which. The demonstrations are therefore bimodal: for the same first frame half go left and half
 go right, and their average (straight ahead) runs into the wall. That is the case where a flow
 sampler with too few steps lands between the modes, which a distilled few-step student should not
-(issue 8, README "Few-step distillation: a task with two ways round").
+(issue 8, README "Few-step distillation", "two ways round a wall").
 
 The policy reads Meta-World's observation vector like Meta-World's own policies (hand at [0:3], goal
 at [-3:]) and moves the hand with their proportional `move` (clipped to 1 cm per physics step).
@@ -86,8 +86,13 @@ class AroundWallPolicy:
 
 
 def way_round(hand_path_n3) -> str:
-    """How a hand path [N, 3] (m) went past the wall: 'left' or 'right' of it, 'over' it, or
-    'blocked' (never got past the wall's plane; e.g. the average of the two ways, which runs into it)."""
+    """How a hand path [N, 3] (m) went past the wall, judged from where it was while near the wall's
+    plane (within 5 cm of it, up to the first point 2 cm past it): 'left' or 'right' when those points'
+    mean x is beyond the wall's end, 'over' when it is in front of the wall and the hand rose above
+    its top there, else 'blocked': it never got past (the average of the two ways runs into the wall),
+    or it stood in front of the wall's middle long enough to pull that mean inside the wall's width
+    before going round (a sampler that lands between the ways and then recovers). The bench's counts
+    of 'blocked' are therefore episodes stalled in front of the wall, whether or not they succeeded."""
     p = np.asarray(hand_path_n3, np.float64)
     past = np.nonzero(p[:, 1] > WALL_Y + 0.02)[0]
     if len(past) == 0:
