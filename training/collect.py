@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kairos collect", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["button-press-topdown-v3"],
-                    help="Meta-World v3 tasks, or MT10 for the ten MT10 tasks")
+                    help="Meta-World v3 tasks, this project's (kairos_sim PROJECT_TASKS: reach-wall-around-v3), or MT10 for the ten MT10 tasks")
     ap.add_argument("--episodes", type=int, default=40, help="episodes (task variations) per task")
     ap.add_argument("--out", required=True, help="new dataset directory")
     ap.add_argument("--first-variation", type=int, default=0)
