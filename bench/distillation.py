@@ -101,7 +101,7 @@ def plot_paths(rows, path: str) -> None:
         ax.set_aspect("equal")
     np.atleast_1d(axes)[0].set_ylabel("hand y (m)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 

@@ -93,7 +93,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
                     engine.seed = first_variation + e
                 core.reset()
                 frames, pairs, pending = [obs.image], [], None
-                hand = [sim.hand().tolist()]
+                hand = [sim.hand().tolist()] if record_hand else None
                 for k in range(max_steps):
                     now = k * sim.cfg.control_dt
                     core.set_image(obs.image, now)
@@ -106,7 +106,8 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
                         pending = decode(fut)[0] if decode is not None and fut.numel() else np.zeros(0)
                     obs = sim.step(r.positions[0] if r.positions is not None else obs.joints)
                     frames.append(obs.image)
-                    hand.append(sim.hand().tolist())
+                    if record_hand:
+                        hand.append(sim.hand().tolist())
                     if pending is not None:
                         pairs.append((obs.image, pending))
                         pending = None
