@@ -75,8 +75,8 @@ def future_psnr(tr, episodes, norm, steps: int) -> float:
 
 @torch.no_grad()
 def first_chunk_offsets(tr, episodes, norm, steps: int, samples: int, sim):
-    """Open loop: from the first frame of each episode, `samples` first action chunks (noise seeded by
-    the episode's index and the sample), each taken to the hand's sideways offset (m, x) at its last
+    """Open loop: from the first frame of each episode, `samples` first action chunks (one batch, its
+    noise seeded by the episode's index), each taken to the hand's sideways offset (m, x) at its last
     joint target relative to the hand's start, by the sim's forward kinematics. Returns
     (offsets_m [E, samples], expert_offsets_m [E]: the demonstrated chunk's)."""
     from training.data.sources import EpisodeSource
@@ -127,7 +127,7 @@ def plot_chunk_offsets(rows, expert_m, path: str) -> None:
         ax.set_yticks([])
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="upper center")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_small(fig, path)
     plt.close(fig)
 
 
@@ -149,6 +149,18 @@ def step_latencies(rows, n: int) -> list:
     return [float(np.median(x)) for x in lat]
 
 
+def save_small(fig, path: str) -> None:
+    """Write a figure as the committed ones are: 80 dpi, scaled to 3/4 and reduced to 32 colours (a
+    third to a fifth of the plain PNG's bytes, the lines still readable)."""
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    im = Image.open(buf).convert("RGB")
+    im = im.resize((im.width * 3 // 4, im.height * 3 // 4), Image.LANCZOS)
+    im.quantize(32).save(path, optimize=True)
+
+
 def plot_paths(rows, path: str) -> None:
     """One panel per row: the hand's path (x, y; m) of every closed-loop episode seen from above, the
     wall as a grey bar, successes in blue and failures in red."""
@@ -166,7 +178,7 @@ def plot_paths(rows, path: str) -> None:
         ax.set_aspect("equal")
     np.atleast_1d(axes)[0].set_ylabel("hand y (m)")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_small(fig, path)
     plt.close(fig)
 
 
@@ -272,8 +284,8 @@ def _run(a) -> int:
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"distilled": s_meta.get("distilled"), "rows": results,
-                       **({"first_chunk_expert_offsets_m": np.round(expert_offs, 4).tolist(),     # 0.1 mm
-                           "first_chunk_offsets_m": {t: np.round(o, 4).tolist() for t, o in chunk_rows}}
+                       **({"first_chunk_expert_offsets_m": np.round(expert_offs, 6).tolist(),     # 1 µm
+                           "first_chunk_offsets_m": {t: np.round(o, 6).tolist() for t, o in chunk_rows}}
                           if chunk_rows else {})},
                       f, indent=2)
     return 0

@@ -32,3 +32,27 @@ def test_chunk_histograms_are_drawn(tmp_path):
     out = tmp_path / "chunks.png"
     d.plot_chunk_offsets(rows, np.array([-0.1, 0.1, 0.1, -0.1, 0.1]), str(out))
     assert out.stat().st_size > 1000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_first_chunks_are_taken_to_the_hands_sideways_offset(tmp_path):
+    """On two held-out wall-task scenes: the expert's own first chunk, through the same de-normalisation
+    and forward kinematics, puts the hand ~10 cm to its side (the side the scene's coin chose), and a
+    model's samples come back [scenes, samples], finite and reproducible."""
+    import kairos_sim  # noqa: F401  (before mujoco)
+    import distillation as d
+    from kairos_sim.experts import side_of
+    from kairos_sim.metaworld_sim import TEST_VARIATIONS, MetaWorldSim, SimConfig
+    from training.recipe import SourceConfig
+    from training.trainer import Dist, load_episodes
+    tr, norm, meta = d.load_model(os.path.join(ROOT, "artifacts", "tiny_button_press"))
+    eps = load_episodes(SourceConfig(kind="sim_expert", tasks=[d.WALL_TASK], episodes=2,
+                                     first_variation=TEST_VARIATIONS, actions=True),
+                        str(tmp_path), meta.get("joint_names") or [], Dist(), sync=False)
+    sim = MetaWorldSim(SimConfig(task=d.WALL_TASK))
+    offs, expert = d.first_chunk_offsets(tr, eps, norm, steps=1, samples=3, sim=sim)
+    assert offs.shape == (2, 3) and expert.shape == (2,) and np.isfinite(offs).all()
+    for k, x in enumerate(expert):
+        sign = -1 if side_of(TEST_VARIATIONS + k) == "left" else 1
+        assert 0.05 < sign * x < 0.15, (k, x)
+    again, _ = d.first_chunk_offsets(tr, eps, norm, steps=1, samples=3, sim=sim)
+    assert np.array_equal(offs, again)
