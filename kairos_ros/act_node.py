@@ -28,7 +28,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from kairos_msgs.msg import ActionChunk, ImaginedFuture
 from kairos_msgs.srv import ResetMemory, SetInstruction
-from kairos_ros.core.act_core import ActConfig, ActCore, check_control_rate
+from kairos_ros.core.act_core import ActConfig, ActCore, check_control_rate, distilled_step_note
 from kairos_ros.node_util import declare_parameters
 from kairos_ros.core.image import ImageError, decode_compressed, image_to_rgb
 
@@ -166,6 +166,9 @@ class ActNode(LifecycleNode):
                                  cuda_graphs=self.p("cuda_graphs") and device == "cuda")
             self.artifact_id = ckpt
             check_control_rate(loaded.meta, cfg.control_rate_hz, f"artifact {ckpt}")
+            note = distilled_step_note(loaded.meta, self.p("sampler_steps"), f"artifact {ckpt}")
+            if note:
+                self.get_logger().warning(note)
             if loaded.joint_names and sorted(loaded.joint_names) != sorted(cfg.joint_names):
                 raise ValueError(f"artifact {ckpt} was trained on joints {loaded.joint_names}; the robot has "
                                  f"{cfg.joint_names}")

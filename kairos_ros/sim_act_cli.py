@@ -76,6 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--artifact", help="overrides the config's artifact")
     ap.add_argument("--task", help="overrides the sim's task")
     ap.add_argument("--backend", choices=("auto", "torch", "onnx", "tensorrt"), help="overrides the config's backend")
+    ap.add_argument("--sampler-steps", type=int, help="overrides the config's flow-matching steps per control step")
     ap.add_argument("--episodes", type=int, default=5)
     ap.add_argument("--first-variation", type=int, help="overrides the first held-out scene")
     ap.add_argument("--report", default="runs/sim_act", help="report directory")
@@ -92,6 +93,10 @@ def main(argv=None) -> int:
         act_p["artifact"] = args.artifact
     if args.backend:
         act_p["backend"] = args.backend
+    if args.sampler_steps is not None:
+        if args.sampler_steps < 1:
+            ap.error("--sampler-steps must be at least 1")
+        act_p["sampler_steps"] = args.sampler_steps
     if args.task:
         sim_p["task"] = args.task
     if args.first_variation is not None:
@@ -181,7 +186,8 @@ def main(argv=None) -> int:
                "mean_episode_steps": float(np.mean([r["steps"] for r in results])) if results else 0.0,
                "latency_p50_ms": float(np.percentile(lat, 50)) if lat else float("nan"),
                "latency_p99_ms": float(np.percentile(lat, 99)) if lat else float("nan"),
-               "deadline_misses": misses, "control_ticks": len(lat), "artifact": act_p.get("artifact") or "untrained"}
+               "deadline_misses": misses, "control_ticks": len(lat), "artifact": act_p.get("artifact") or "untrained",
+               "sampler_steps": act_p.get("sampler_steps", ACT_PARAMS["sampler_steps"][0]), "backend": act_p.get("backend")}
     write_report(args.report, results, frames, lat, summary)
     print(f"success {ok}/{len(results)} ({100 * summary['success_rate']:.0f}%), mean episode "
           f"{summary['mean_episode_steps']:.1f} steps, control latency p50 {summary['latency_p50_ms']:.1f} ms "

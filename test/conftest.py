@@ -27,8 +27,12 @@ def ros_context():
 
 @pytest.fixture(scope="session")
 def exported_default():
-    """The committed default checkpoint exported to ONNX (kairos export), cached under build/ so every
-    test and xdist worker reuses one export (about a minute on 2 cores)."""
+    """The main job's committed default checkpoint (config/sim_act.yaml's artifact) exported to ONNX
+    (kairos export), cached under build/ so every test and xdist worker reuses one export (about a
+    minute on 2 cores)."""
+    import yaml
     from training.export import ensure_exported
+    with open("config/sim_act.yaml") as f:
+        artifact = yaml.safe_load(f)["kairos_act"]["ros__parameters"]["artifact"]
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "test-exported")
-    return ensure_exported("artifacts/tiny_button_press", cache_root=root), root
+    return ensure_exported(artifact, cache_root=root), root

@@ -223,7 +223,9 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     seconds = time.time() - t0
     student.eval()
     art = os.path.join(cfg.out, "artifact")
-    info = {"teacher": os.path.abspath(cfg.teacher), "iterations": len(history), "seconds": seconds,
+    teacher_manifest = os.path.join(cfg.teacher, "manifest.json")      # a packaged teacher: pin its files
+    teacher_files = json.load(open(teacher_manifest))["files"] if os.path.isfile(teacher_manifest) else None
+    info = {"teacher": cfg.teacher, "teacher_files_sha256": teacher_files, "iterations": len(history), "seconds": seconds,
             "student_steps": cfg.student_steps, "teacher_steps": cfg.student_steps * cfg.teacher_substeps,
             "config": dataclasses.asdict(cfg),
             "final_losses": {key: float(np.mean([h[key] for h in history[-20:]])) for key in history[-1]}

@@ -40,6 +40,17 @@ def resolve_camera(artifact: str, camera: Optional[str] = None) -> str:
     return camera or trained_on or "corner2"
 
 
+def artifact_sampler_steps(artifact: str, default: int = 4) -> int:
+    """The sampler step count an artifact was made for: a distilled student records its own
+    (meta.sampler_steps, written by `kairos distill`); anything else samples at `default`."""
+    path = os.path.join(artifact, "config.json")
+    if not os.path.isfile(path):
+        return default
+    with open(path) as f:
+        steps = (json.load(f).get("meta") or {}).get("sampler_steps")
+    return int(steps) if steps else default
+
+
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: Optional[int] = None,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
              progress: bool = True, backend: str = "torch", quantized: bool = False, camera: Optional[str] = None,
@@ -57,7 +68,7 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
     Frames are rendered at the policy's input side (engine.image_size), not resized up to it.
     The control rate is the artifact's (its demonstrations' fps); max_steps None: a 4 s episode."""
     from kairos_model.engine import load_engine
-    from kairos_ros.core.act_core import ActCore
+    from kairos_ros.core.act_core import ActCore, distilled_step_note
     from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig
     camera = camera or resolve_camera(artifact)
     with open(os.path.join(artifact, "config.json")) as f:
@@ -77,6 +88,9 @@ def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000,
                              keypoint_hold=keypoint_hold, cfg_scale=cfg_scale)
         engine, names = loaded.engine, loaded.joint_names or JOINT_NAMES
         control_hz = 1.0 / float(loaded.meta.get("control_dt", 0.1))
+        note = distilled_step_note(loaded.meta, sampler_steps, artifact)
+        if note and progress:
+            print(f"note: {note}")
     rate = SimConfig.at_rate(control_hz)
     max_steps = max_steps or rate.max_steps
     per_task, lat, frames_by_task, imagined_by_task = {}, [], {}, {}
@@ -175,7 +189,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quantized", action="store_true", help="the artifact's int8/int4 graphs (onnx backend)")
     ap.add_argument("--strategy", default="execute_then_replan")
     ap.add_argument("--execution-horizon", type=int, default=4)
-    ap.add_argument("--sampler-steps", type=int, default=4)
+    ap.add_argument("--sampler-steps", type=int, default=None,
+                    help="flow-matching steps per sampling tick (default: the artifact's own, which a distilled "
+                         "student records, else 4)")
     ap.add_argument("--camera", default=None, help="Meta-World camera (the one the demonstrations were "
                     "collected with: kairos collect --camera; default: the one the artifact records, else corner2)")
     ap.add_argument("--keypoint-hold", choices=("on", "off"), default=None,
@@ -190,6 +206,10 @@ def main(argv=None) -> int:
     from kairos_sim.metaworld_sim import MT10
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
     args.camera = resolve_camera(args.artifact, args.camera)       # the report names the camera used
+    if args.sampler_steps is None:
+        args.sampler_steps = artifact_sampler_steps(args.artifact)
+    if args.sampler_steps < 1:
+        ap.error("--sampler-steps must be at least 1")
     per_task, lat, frames, imagined = evaluate(args.artifact, tasks, args.episodes, args.first_variation, args.max_steps,
                                      args.strategy, args.execution_horizon, args.sampler_steps, backend=args.backend,
                                      quantized=args.quantized, camera=args.camera,

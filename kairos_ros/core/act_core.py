@@ -80,6 +80,20 @@ def check_control_rate(meta: dict, control_rate_hz: float, where: str = "the art
                          f"to {model_hz:g}")
 
 
+def distilled_step_note(meta: dict, sampler_steps: int, where: str = "the artifact") -> Optional[str]:
+    """A distilled student (meta['distilled'], written by `kairos distill`) learned to sample in its own
+    number of steps (meta['sampler_steps']); other step counts are not what it was trained for (the
+    main job's one-step student solves 95 of 100 held-out scenes at 4 steps against 100 at 1). Returns
+    a warning to log when sampler_steps differs, else None. Not an error: more steps are still a
+    valid sampler, and a user may measure them."""
+    distilled = meta.get("distilled")
+    own = meta.get("sampler_steps")
+    if not distilled or own is None or int(own) == int(sampler_steps):
+        return None
+    return (f"{where} is a student distilled for {int(own)} sampler step(s) but runs at {int(sampler_steps)}: "
+            f"set sampler_steps: {int(own)} (other step counts are not what it was trained for)")
+
+
 @dataclass
 class TickResult:
     """kind: 'trajectory', 'hold' or 'idle' (nothing known yet: no command). positions: [K, J] in the

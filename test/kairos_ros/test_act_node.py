@@ -133,3 +133,11 @@ def test_configure_fails_clearly_when_the_rate_is_not_the_artifacts(tmp_path, ro
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "acts at 10 Hz" in out.stdout + out.stderr and "configure failed" in out.stdout + out.stderr
+
+
+def test_sim_act_refuses_a_sampler_step_count_below_one(capsys):
+    """`kairos sim-act --sampler-steps N` overrides the config's count; 0 is refused before any node starts."""
+    from kairos_ros.sim_act_cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["--sampler-steps", "0"])
+    assert e.value.code == 2 and "--sampler-steps must be at least 1" in capsys.readouterr().err

@@ -196,3 +196,15 @@ def test_the_control_rate_must_match_the_rate_the_artifact_learned():
     check_control_rate({}, 25.0)                                   # older artifacts carry no rate
     with pytest.raises(ValueError, match="acts at 40 Hz.*set control_rate_hz to 40"):
         check_control_rate({"control_dt": 0.025}, 10.0)
+
+
+def test_a_distilled_student_run_at_another_step_count_is_flagged():
+    """A student distilled for one sampler step is warned about at four (what it was not trained for);
+    an undistilled model, or the student at its own count, runs without a note."""
+    from kairos_ros.core.act_core import distilled_step_note
+    student = {"sampler_steps": 1, "distilled": {"student_steps": 1, "teacher_steps": 40}}
+    assert distilled_step_note(student, 1) is None
+    note = distilled_step_note(student, 4, "artifact s")
+    assert note and "distilled for 1 sampler step" in note and "runs at 4" in note and "sampler_steps: 1" in note
+    assert distilled_step_note({"sampler_steps": 4}, 1) is None        # a teacher: any step count is its own sampler
+    assert distilled_step_note({}, 4) is None

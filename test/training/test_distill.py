@@ -88,3 +88,27 @@ def test_distill_recipe_is_strict(tmp_path):
     assert DistillConfig.load("training/recipes/distill_tiny.yaml").student_steps == 4
     mt10 = DistillConfig.load("training/recipes/distill_mt10_cpu.yaml")
     assert len(mt10.tasks) == 10 and mt10.minutes <= 20 and mt10.student_steps == 4
+
+
+def test_the_main_job_runs_the_committed_teachers_one_step_student():
+    """config/sim_act.yaml (the main job) runs the committed student at the step count it was distilled
+    for; the student is the committed teacher's: the same VAE and encoder files byte for byte (the
+    manifests' sha256), its own world model, and `make distill-tiny`'s recipe rebuilds it in <= 20 min."""
+    import yaml
+    from training.distill import DistillConfig
+    with open("config/sim_act.yaml") as f:
+        act = yaml.safe_load(f)["kairos_act"]["ros__parameters"]
+    student_dir, steps = act["artifact"], act["sampler_steps"]
+    load_checkpoint(student_dir)                               # verifies every file against its manifest
+    meta = json.load(open(f"{student_dir}/config.json"))["meta"]
+    assert meta["distilled"]["student_steps"] == meta["sampler_steps"] == steps == 1
+    assert meta["distilled"]["teacher_steps"] == 40
+    recipe = DistillConfig.load("training/recipes/distill_tiny_1step.yaml")
+    assert recipe.student_steps == 1 and recipe.teacher_substeps == 40 and recipe.minutes <= 20
+    assert meta["distilled"]["teacher"].endswith(recipe.teacher)
+    student = json.load(open(f"{student_dir}/manifest.json"))
+    teacher = json.load(open(f"{recipe.teacher}/manifest.json"))
+    assert "distill_tiny_1step.yaml" in student["rebuild"]
+    for part in ("vae.safetensors", "understanding.safetensors"):
+        assert student["files"][part] == teacher["files"][part], part
+    assert student["files"]["world_model.safetensors"] != teacher["files"]["world_model.safetensors"]
