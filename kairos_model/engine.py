@@ -274,6 +274,23 @@ class LoadedModel:
 BACKENDS = ("torch", "onnx", "tensorrt")
 
 
+DEFAULT_SAMPLER_STEPS = 4
+
+
+def artifact_sampler_steps(path: str, default: int = DEFAULT_SAMPLER_STEPS) -> int:
+    """The sampler step count an artifact (checkpoint or export) was made for: a distilled student
+    records its own (meta.sampler_steps, written by `kairos distill`); anything else samples at
+    `default`. What a `sampler_steps` of 0 (the act node's default) resolves to."""
+    import json
+    import os
+    cfg = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg):
+        return default
+    with open(cfg) as f:
+        steps = (json.load(f).get("meta") or {}).get("sampler_steps")
+    return int(steps) if steps else default
+
+
 def load_engine(path: str, sampler_steps: int = 4, cfg_scale: float = 1.0, device: str = "cpu",
                 backend: str = "torch", threads: int = 0, quantized: bool = False,
                 providers=None, cuda_graphs: Optional[bool] = None,

@@ -59,7 +59,8 @@ PARAMETERS = {
     "image_max_age_s": (0.5, "hold if the newest camera image is older than this"),
     "joints_max_age_s": (0.5, "hold if the newest joint state is older than this"),
     "instruction": ("", "initial task instruction"),
-    "sampler_steps": (4, "flow-matching steps per control step"),
+    "sampler_steps": (0, "flow-matching steps per sampling tick; 0: the artifact's own (a distilled student records "
+                         "it), else 4"),
     "cfg_scale": (1.0, "classifier-free guidance on the instruction (1: off)"),
     "output": ("joint_trajectory", "joint_trajectory | float64_multi_array (ros2_control forward controller)"),
     "camera_topic": ("camera/image_raw", "sensor_msgs/Image input"),
@@ -150,7 +151,7 @@ class ActNode(LifecycleNode):
 
     def _load_engine(self, cfg: ActConfig):
         from kairos_model.checkpoint import build_parts
-        from kairos_model.engine import TorchEngine, load_engine
+        from kairos_model.engine import DEFAULT_SAMPLER_STEPS, TorchEngine, artifact_sampler_steps, load_engine
         from kairos_model.world_model import WorldModelConfig
         n_joints = len(cfg.joint_names)
         ckpt = self.p("artifact")
@@ -158,15 +159,20 @@ class ActNode(LifecycleNode):
             from training.export import ensure_exported     # a plain checkpoint is exported once, then cached
             quant = ("int8", "int4-text") if self.p("quantized") else ()
             ckpt = ensure_exported(ckpt, log=self.get_logger().info, quantize=quant)
+        steps = self.p("sampler_steps")
+        if steps < 0:
+            raise ValueError(f"sampler_steps must be >= 1, or 0 for the artifact's own; got {steps}")
         if ckpt:
+            steps = steps or artifact_sampler_steps(ckpt)
+            self.get_logger().info(f"sampling {steps} flow-matching step(s) per sampling tick")
             device = self._torch_device()
-            loaded = load_engine(ckpt, sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"),
+            loaded = load_engine(ckpt, sampler_steps=steps, cfg_scale=self.p("cfg_scale"),
                                  backend=self.p("backend"), threads=self.p("inference_threads"),
                                  quantized=self.p("quantized"), device=device,
                                  cuda_graphs=self.p("cuda_graphs") and device == "cuda")
             self.artifact_id = ckpt
             check_control_rate(loaded.meta, cfg.control_rate_hz, f"artifact {ckpt}")
-            note = distilled_step_note(loaded.meta, self.p("sampler_steps"), f"artifact {ckpt}")
+            note = distilled_step_note(loaded.meta, steps, f"artifact {ckpt}")
             if note:
                 self.get_logger().warning(note)
             if loaded.joint_names and sorted(loaded.joint_names) != sorted(cfg.joint_names):
@@ -188,7 +194,7 @@ class ActNode(LifecycleNode):
                                       "(its commands are meaningless; limits still apply)")
             device = self._torch_device()
             engine = TorchEngine(parts["world_model"], parts["vae"], parts["understanding"],
-                                 sampler_steps=self.p("sampler_steps"), cfg_scale=self.p("cfg_scale"),
+                                 sampler_steps=steps or DEFAULT_SAMPLER_STEPS, cfg_scale=self.p("cfg_scale"),
                                  device=device, cuda_graphs=self.p("cuda_graphs") and device == "cuda")
         if engine.cfg.action_dim != n_joints:
             raise ValueError(f"model acts on {engine.cfg.action_dim} joints, the robot has {n_joints}")

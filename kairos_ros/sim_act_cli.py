@@ -181,13 +181,17 @@ def main(argv=None) -> int:
             n.destroy_node()
         rclpy.try_shutdown()
     ok = sum(r["success"] for r in results)
+    steps = act_p.get("sampler_steps", ACT_PARAMS["sampler_steps"][0])
+    if not steps:                                          # 0: the artifact's own count, as the act node resolved it
+        from kairos_model.engine import DEFAULT_SAMPLER_STEPS, artifact_sampler_steps
+        steps = artifact_sampler_steps(act_p["artifact"]) if act_p.get("artifact") else DEFAULT_SAMPLER_STEPS
     summary = {"task": sim_p["task"], "episodes": len(results), "successes": ok,
                "success_rate": ok / max(1, len(results)),
                "mean_episode_steps": float(np.mean([r["steps"] for r in results])) if results else 0.0,
                "latency_p50_ms": float(np.percentile(lat, 50)) if lat else float("nan"),
                "latency_p99_ms": float(np.percentile(lat, 99)) if lat else float("nan"),
                "deadline_misses": misses, "control_ticks": len(lat), "artifact": act_p.get("artifact") or "untrained",
-               "sampler_steps": act_p.get("sampler_steps", ACT_PARAMS["sampler_steps"][0]), "backend": act_p.get("backend")}
+               "sampler_steps": steps, "backend": act_p.get("backend")}
     write_report(args.report, results, frames, lat, summary)
     print(f"success {ok}/{len(results)} ({100 * summary['success_rate']:.0f}%), mean episode "
           f"{summary['mean_episode_steps']:.1f} steps, control latency p50 {summary['latency_p50_ms']:.1f} ms "

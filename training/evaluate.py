@@ -40,17 +40,6 @@ def resolve_camera(artifact: str, camera: Optional[str] = None) -> str:
     return camera or trained_on or "corner2"
 
 
-def artifact_sampler_steps(artifact: str, default: int = 4) -> int:
-    """The sampler step count an artifact was made for: a distilled student records its own
-    (meta.sampler_steps, written by `kairos distill`); anything else samples at `default`."""
-    path = os.path.join(artifact, "config.json")
-    if not os.path.isfile(path):
-        return default
-    with open(path) as f:
-        steps = (json.load(f).get("meta") or {}).get("sampler_steps")
-    return int(steps) if steps else default
-
-
 def evaluate(artifact: str, tasks, episodes: int, first_variation: int = 10_000, max_steps: Optional[int] = None,
              strategy: str = "execute_then_replan", execution_horizon: int = 4, sampler_steps: int = 4,
              progress: bool = True, backend: str = "torch", quantized: bool = False, camera: Optional[str] = None,
@@ -207,6 +196,7 @@ def main(argv=None) -> int:
     tasks = MT10 if args.tasks == ["MT10"] else args.tasks
     args.camera = resolve_camera(args.artifact, args.camera)       # the report names the camera used
     if args.sampler_steps is None:
+        from kairos_model.engine import artifact_sampler_steps
         args.sampler_steps = artifact_sampler_steps(args.artifact)
     if args.sampler_steps < 1:
         ap.error("--sampler-steps must be at least 1")

@@ -141,3 +141,28 @@ def test_sim_act_refuses_a_sampler_step_count_below_one(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--sampler-steps", "0"])
     assert e.value.code == 2 and "--sampler-steps must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("artifact,expected", [("artifacts/tiny_button_press_student", 1),
+                                               ("artifacts/tiny_button_press", 4)])
+def test_act_node_samples_at_the_artifacts_own_step_count_by_default(ros_context, artifact, expected):
+    """sampler_steps 0 (the default, and config/sim_act.yaml's): a distilled student samples at the count
+    it was distilled for, anything else at 4; an explicit count wins; a negative one fails configure."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from kairos_ros.act_node import ActNode
+    with open("config/sim_act.yaml") as f:
+        p = yaml.safe_load(f)["kairos_act"]["ros__parameters"]
+    assert p["sampler_steps"] == 0
+    for steps, want in ((0, expected), (2, 2), (-1, None)):
+        params = {**p, "artifact": artifact, "backend": "torch", "sampler_steps": steps}
+        node = ActNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        try:
+            rc = node.trigger_configure()
+            if want is None:
+                assert rc == TransitionCallbackReturn.FAILURE and node.core is None
+            else:
+                assert rc == TransitionCallbackReturn.SUCCESS and node.core.engine.sampler_steps == want
+        finally:
+            node.destroy_node()

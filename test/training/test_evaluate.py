@@ -240,7 +240,7 @@ def test_hand_paths_are_recorded_and_scene_seeds_draw_other_noise_reproducibly()
 def test_evaluate_samples_a_student_at_its_own_step_count_by_default(tmp_path):
     """`kairos evaluate` without --sampler-steps runs a distilled student at the count it was distilled
     for (meta.sampler_steps) and anything else at 4."""
-    from training.evaluate import artifact_sampler_steps
+    from kairos_model.engine import artifact_sampler_steps
     assert artifact_sampler_steps("artifacts/tiny_button_press_student") == 1
     assert artifact_sampler_steps("artifacts/tiny_button_press") == 4
     assert artifact_sampler_steps(str(tmp_path)) == 4                     # a folder with no config.json
