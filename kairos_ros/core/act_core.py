@@ -80,6 +80,13 @@ def check_control_rate(meta: dict, control_rate_hz: float, where: str = "the art
                          f"to {model_hz:g}")
 
 
+# Holds that are part of normal operation (the loop waiting to pair its inputs), not faults: the act
+# node logs them at info level, every other hold reason (stale or bad input, backend failure) as an error.
+WAIT_FRAME_AFTER_RESET = "waiting for the first camera frame after the reset"
+WAIT_JOINTS_FOR_FRAME = "waiting for the joint state that goes with the camera frame"
+EXPECTED_WAITS = frozenset({WAIT_FRAME_AFTER_RESET, WAIT_JOINTS_FOR_FRAME})
+
+
 def distilled_step_note(meta: dict, sampler_steps: int, where: str = "the artifact") -> Optional[str]:
     """A distilled student (meta['distilled'], written by `kairos distill`) learned to sample in its own
     number of steps (meta['sampler_steps']); other step counts are not what it was trained for (the
@@ -243,10 +250,10 @@ class ActCore:
         in_flight = new_frame and self.joints_in_flight(now)
         if in_flight:                        # take this frame next tick, with its own joint state
             if self.used_seq is None or self.tick_index == 0:
-                return self._hold("waiting for the joint state that goes with the camera frame")
+                return self._hold(WAIT_JOINTS_FOR_FRAME)
             new_frame = False
         if not new_frame and self.used_seq is not None and self.tick_index == 0:
-            return self._hold("waiting for the first camera frame after the reset")
+            return self._hold(WAIT_FRAME_AFTER_RESET)
         cur = self.current_position()
         pred = None
         names, pos = self.joints if in_flight else self.paired_joints()[0]
