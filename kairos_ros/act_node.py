@@ -367,6 +367,7 @@ class ActNode(LifecycleNode):
         st.values = [KeyValue(key=k, value=v) for k, v in (
             ("latency_p50_ms", f"{np.percentile(lat, 50):.2f}"), ("latency_p99_ms", f"{np.percentile(lat, 99):.2f}"),
             ("deadline_misses", str(self.deadline_misses)), ("backend", self.core.engine.backend),
+            ("sampler_steps", str(getattr(self.core.engine, "sampler_steps", ""))),
             ("steps_since_reset", str(self.core.engine.steps)),
             ("memory_state_bytes", str(self.core.engine.state_bytes())),
             ("image_age_s", f"{now - self.core.image_stamp:.3f}"), ("joints_age_s", f"{now - self.core.joints_stamp:.3f}"))]

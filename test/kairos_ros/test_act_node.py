@@ -103,6 +103,8 @@ def test_act_node_commands_holds_and_shuts_down(act_process, ros_context):
     diags.clear()
     assert spin_until(lambda: any(s.level == DiagnosticStatus.OK for d in diags for s in d.status), 10)
     assert spin_until(lambda: len(trajs[-1].points) > 1, 10)               # a chunk again, not a hold
+    ok = [s for d in diags for s in d.status if s.level == DiagnosticStatus.OK][-1]
+    assert {kv.key: kv.value for kv in ok.values}["sampler_steps"] == "2"  # the count the config asked for
 
     for srv_type, name, req in ((ResetMemory, "kairos_act/reset_memory", ResetMemory.Request()),
                                 (SetInstruction, "kairos_act/set_instruction",
