@@ -128,6 +128,7 @@ def main(argv=None) -> int:
         print("kairos sim-act: the act node failed to configure (see the error above)", file=sys.stderr)
         return 1
     act.trigger_activate()
+    steps = act.core.engine.sampler_steps          # what the node resolved (sampler_steps 0: the artifact's own)
     # The simulated robot runs in its own process, as a robot driver would (and its physics and
     # software rendering then never wait for this process's interpreter lock).
     params_file = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
@@ -181,10 +182,6 @@ def main(argv=None) -> int:
             n.destroy_node()
         rclpy.try_shutdown()
     ok = sum(r["success"] for r in results)
-    steps = act_p.get("sampler_steps", ACT_PARAMS["sampler_steps"][0])
-    if not steps:                                          # 0: the artifact's own count, as the act node resolved it
-        from kairos_model.engine import DEFAULT_SAMPLER_STEPS, artifact_sampler_steps
-        steps = artifact_sampler_steps(act_p["artifact"]) if act_p.get("artifact") else DEFAULT_SAMPLER_STEPS
     summary = {"task": sim_p["task"], "episodes": len(results), "successes": ok,
                "success_rate": ok / max(1, len(results)),
                "mean_episode_steps": float(np.mean([r["steps"] for r in results])) if results else 0.0,

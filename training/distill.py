@@ -224,7 +224,10 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
     student.eval()
     art = os.path.join(cfg.out, "artifact")
     teacher_manifest = os.path.join(cfg.teacher, "manifest.json")      # a packaged teacher: pin its files
-    teacher_files = json.load(open(teacher_manifest))["files"] if os.path.isfile(teacher_manifest) else None
+    teacher_files = None
+    if os.path.isfile(teacher_manifest):
+        with open(teacher_manifest) as f:
+            teacher_files = json.load(f)["files"]
     info = {"teacher": cfg.teacher, "teacher_files_sha256": teacher_files, "iterations": len(history), "seconds": seconds,
             "student_steps": cfg.student_steps, "teacher_steps": cfg.student_steps * cfg.teacher_substeps,
             "config": dataclasses.asdict(cfg),

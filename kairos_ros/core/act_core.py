@@ -89,9 +89,9 @@ EXPECTED_WAITS = frozenset({WAIT_FRAME_AFTER_RESET, WAIT_JOINTS_FOR_FRAME})
 
 def distilled_step_note(meta: dict, sampler_steps: int, where: str = "the artifact") -> Optional[str]:
     """A distilled student (meta['distilled'], written by `kairos distill`) learned to sample in its own
-    number of steps (meta['sampler_steps']); other step counts are not what it was trained for (the
-    main job's one-step student solves 95 of 100 held-out scenes at 4 steps against 100 at 1). Returns
-    a warning to log when sampler_steps differs, else None. Not an error: more steps are still a
+    number of steps (meta['sampler_steps']); other step counts are not what it was trained for (README,
+    "The main job runs the one-step student"). Returns a warning to log when sampler_steps differs,
+    else None. Not an error: more steps are still a
     valid sampler, and a user may measure them."""
     distilled = meta.get("distilled")
     own = meta.get("sampler_steps")
