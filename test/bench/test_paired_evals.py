@@ -37,3 +37,21 @@ def test_reports_without_common_scenes_are_refused(tmp_path):
     b = {("reach-wall-around-v3", 20000): (True, 10)}
     with pytest.raises(ValueError, match="share no scene"):
         paired_evals.compare(a, b)
+
+
+def test_groups_of_reports_pair_seed_by_seed_and_pool(tmp_path, capsys):
+    import paired_evals
+    a0 = _report(tmp_path / "a0.json", [(True, 10)] * 10)
+    a1 = _report(tmp_path / "a1.json", [(True, 10)] * 5 + [(False, 40)] * 5)
+    b0 = _report(tmp_path / "b0.json", [(False, 40)] * 10)
+    b1 = _report(tmp_path / "b1.json", [(False, 40)] * 5 + [(True, 10)] * 5)
+    a, b = paired_evals.load_group(f"{a0},{a1}"), paired_evals.load_group(f"{b0},{b1}")
+    c = paired_evals.compare(a, b)
+    # 20 pairs: seed 0 pairs a0 with b0 (10 only a), seed 1 a1 with b1 (5 only a, 5 only b)
+    assert c["scenes"] == 20 and c["success"] == (15, 5) and (c["only_a"], c["only_b"]) == (15, 5)
+    assert paired_evals.per_task(a) == {"reach-wall-around-v3": (15, 20)}
+    with pytest.raises(ValueError, match="same number of reports"):
+        paired_evals.compare(a, paired_evals.load(b0))            # a group against one report shares no key
+    assert paired_evals.main([f"{a0},{a1}", f"{b0},{b1}", "--per-task"]) == 0
+    out = capsys.readouterr().out
+    assert "success 15 vs 5 (solved by only one: 15 vs 5" in out and "reach-wall-around-v3 15/20" in out
