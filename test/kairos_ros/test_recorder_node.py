@@ -32,10 +32,12 @@ def test_recorder_records_a_labelled_episode(ros_context, tmp_path):
     js_pub = node.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
     try:
         end = time.monotonic() + 60
-        while node.count_subscribers("/recorder/label") == 0 and time.monotonic() < end:
+        matched = (lambda: label.get_subscription_count() > 0 and img_pub.get_subscription_count() > 0
+                   and js_pub.get_subscription_count() > 0)   # every endpoint discovered, not just the first:
+        while not matched() and time.monotonic() < end:         # best-effort samples before a match are lost
             ex.spin_once(timeout_sec=0.1)
             assert proc.poll() is None, proc.stdout.read()
-        assert node.count_subscribers("/recorder/label") > 0, "recorder never subscribed"
+        assert matched(), "recorder never subscribed to the label, camera and joint topics"
         time.sleep(0.5)
         label.publish(String(data="start press the button"))
         time.sleep(0.5)
