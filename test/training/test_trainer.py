@@ -98,6 +98,12 @@ def test_the_shipped_recipes_parse():
     assert more.model == sel.model and more.seed == sel.seed and more.init_from == sel.init_from
     assert (more.stages[0].minutes, more.stages[0].batch, more.stages[0].lr) == (
         sel.stages[0].minutes, sel.stages[0].batch, sel.stages[0].lr)
+    # the 10-demo recipe with action-free videos first is the same stage III after a video-only stage II
+    ten = load_recipe("training/recipes/mt10_cpu_ws_kp_select_10demos.yaml")
+    vid = load_recipe("training/recipes/mt10_cpu_ws_kp_select_10demos_videos.yaml")
+    assert [st.name for st in vid.stages] == ["II", "III"] and vid.stages[1] == ten.stages[0]
+    assert vid.stages[0].objective == "video" and not any(src.actions for src in vid.stages[0].sources)
+    assert (vid.model, vid.seed, vid.init_from, vid.keypoints_from) == (ten.model, ten.seed, ten.init_from, ten.keypoints_from)
     # every shipped recipe parses (strict fields): training recipes, and distillation's own
     import glob
     from training.distill import DistillConfig
