@@ -164,7 +164,17 @@ def write_report(out: str, rows, frames, imagined, summary: dict) -> None:
                 f"<img src='imagined.png'></body></html>")
 
 
+def _strategy_words(args) -> str:
+    """How the evaluation turned chunks into commands, for the summary line."""
+    if args.strategy == "execute_then_replan":
+        return f"replanning every {args.execution_horizon}"
+    if args.strategy == "temporal_ensemble":
+        return "a new chunk every step, overlapping chunks averaged"
+    return args.strategy
+
+
 def main(argv=None) -> int:
+    from kairos_ros.core.act_core import STRATEGIES
     ap = argparse.ArgumentParser(prog="kairos evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--artifact", required=True)
@@ -176,7 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="torch", choices=("torch", "onnx", "tensorrt", "auto"),
                     help="onnx/tensorrt export a plain checkpoint first (cached)")
     ap.add_argument("--quantized", action="store_true", help="the artifact's int8/int4 graphs (onnx backend)")
-    ap.add_argument("--strategy", default="execute_then_replan")
+    ap.add_argument("--strategy", default="execute_then_replan", choices=STRATEGIES,
+                    help="how chunks become commands (the act node's `strategy` parameter)")
     ap.add_argument("--execution-horizon", type=int, default=4)
     ap.add_argument("--sampler-steps", type=int, default=None,
                     help="flow-matching steps per sampling tick (default: the artifact's own, which a distilled "
@@ -215,7 +226,7 @@ def main(argv=None) -> int:
     mean = float(np.mean([r["success_rate"] for r in rows]))
     p50, p99 = float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
     print(f"mean success {100 * mean:.1f}%; control step latency p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-          f"(ActCore.tick on this CPU, {args.sampler_steps} sampler steps, replanning every {args.execution_horizon})")
+          f"(ActCore.tick on this CPU, {args.sampler_steps} sampler steps, {_strategy_words(args)})")
     summary = {"artifact": args.artifact, "tasks": rows, "mean_success": mean, "latency_p50_ms": p50,
                "latency_p99_ms": p99, "episodes": per_task, "args": vars(args)}
     write_report(args.report, rows, frames, imagined, summary)

@@ -34,6 +34,16 @@ def test_evaluate_takes_guidance_and_refuses_a_keypoint_hold_without_a_keypoint_
               "--keypoint-hold", "on", "--report", str(out)])
 
 
+def test_evaluate_runs_each_chunk_strategy_and_refuses_an_unknown_one(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["--artifact", "artifacts/tiny_button_press", "--episodes", "1", "--max-steps", "3",
+                 "--sampler-steps", "1", "--strategy", "temporal_ensemble", "--report", str(out)]) == 0
+    assert json.loads((out / "report.json").read_text())["args"]["strategy"] == "temporal_ensemble"
+    assert "overlapping chunks averaged" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--artifact", "artifacts/tiny_button_press", "--strategy", "replan_sometimes", "--report", str(out)])
+
+
 def test_expert_targets_through_the_act_core_solve_what_direct_replay_solves():
     """The control loop loses nothing of the expert: its recorded joint targets, served as chunks through
     the ActCore path evaluate() uses, solve the same scenes as replaying them straight into the sim."""
