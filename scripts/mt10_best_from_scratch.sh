@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds the best MT10 world model (README "Twice the training steps") from nothing: the labelled
+# Rebuilds the best MT10 world model (README "Twice / Four times the training steps") from nothing: the labelled
 # scenes, the held-out first frames, the demonstrations, the keypoint net, then stage III of
 # training/recipes/mt10_cpu_ws_kp_select_200.yaml under a step cap, then the evaluation.
 #
