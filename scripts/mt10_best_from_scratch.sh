@@ -5,6 +5,9 @@
 #
 #   bash scripts/mt10_best_from_scratch.sh                 # STEPS=4600: the 78.0% run, ~75 min on 2 CPU cores
 #   STEPS=9200 OUT=runs/kp200_9200 bash scripts/mt10_best_from_scratch.sh   # the 84.5% run, ~2 h 10 min
+#   STEPS=18400 FROM=runs/kp200_9200 OUT=runs/kp200_cont18400 bash scripts/mt10_best_from_scratch.sh
+#       # continues a finished run's stage III checkpoint to 18400 steps (~1 h 45 min more); the cosine
+#       # schedule is recomputed for the new cap, so the learning rate restarts at its midpoint (5.5e-4)
 #
 # Every step leaves a DONE marker and is skipped when it is there, so the script can be rerun after
 # an interruption: a step cut half-way is redone from the start (its folder is removed first), and
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 STEPS="${STEPS:-4600}"
 OUT="${OUT:-runs/kp200_${STEPS}}"
 EPISODES="${EPISODES:-20}"          # held-out scenes per task in the final evaluation
+FROM="${FROM:-}"                     # optional: a finished run whose stage III checkpoint to continue
 K=.venv/bin/kairos
 PY=.venv/bin/python
 [ -x "$K" ] || bash scripts/setup.sh
@@ -45,6 +49,11 @@ step "200 demonstrations per task (4 min)" runs/mt10_ws/demos200 \
 if [ -f "$OUT/artifact/DONE" ]; then
   echo "== training: done already ($OUT)"
 else
+  if [ -n "$FROM" ] && [ ! -d "$OUT/III/last" ]; then
+    [ -d "$FROM/III/last" ] || { echo "FROM=$FROM has no stage III checkpoint ($FROM/III/last)" >&2; exit 1; }
+    echo "== continuing $FROM's checkpoint (step $(grep -o '"step": [0-9]*' "$FROM/III/last/trainer.json"))"
+    mkdir -p "$OUT" && cp -r "$FROM/III" "$OUT/"
+  fi
   echo "== training, $STEPS steps (~0.67 s each) ($(date +%H:%M))"
   $K train training/recipes/mt10_cpu_ws_kp_select_200.yaml --out "$OUT" \
     --stage-set III.minutes=null "III.steps=$STEPS"
