@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Rebuilds the best MT10 world model (README "Twice / Four times the training steps") from nothing: the labelled
-# scenes, the held-out first frames, the demonstrations, the keypoint net, then stage III of
+# Rebuilds the best MT10 world model (README "Twice / Four times the training steps", "Continued to
+# 18400 steps") from nothing: the labelled scenes, the held-out first frames, the demonstrations, the
+# keypoint net, then stage III of
 # training/recipes/mt10_cpu_ws_kp_select_200.yaml under a step cap, then the evaluation.
 #
 #   bash scripts/mt10_best_from_scratch.sh                 # STEPS=4600: the 78.0% run, ~75 min on 2 CPU cores
