@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the best MT10 world model (README "Twice / Four times the training steps", "Continued to
-# 18400 steps") from nothing: the labelled scenes, the held-out first frames, the demonstrations, the
+# 18400 steps", "Continued to 27600 steps") from nothing: the labelled scenes, the held-out first frames, the demonstrations, the
 # keypoint net, then stage III of
 # training/recipes/mt10_cpu_ws_kp_select_200.yaml under a step cap, then the evaluation.
 #
@@ -9,6 +9,8 @@
 #   STEPS=18400 FROM=runs/kp200_9200 OUT=runs/kp200_cont18400 bash scripts/mt10_best_from_scratch.sh
 #       # continues a finished run's stage III checkpoint to 18400 steps (~1 h 45 min more); the cosine
 #       # schedule is recomputed for the new cap, so the learning rate restarts at its midpoint (5.5e-4)
+#   STEPS=27600 FROM=runs/kp200_cont18400 OUT=runs/kp200_cont27600 bash scripts/mt10_best_from_scratch.sh
+#       # the 87.0% run: continues the 18400-step checkpoint (~1 h 45 min more; learning rate restarts at 3.3e-4)
 #
 # Every step leaves a DONE marker and is skipped when it is there, so the script can be rerun after
 # an interruption: a step cut half-way is redone from the start (its folder is removed first), and
