@@ -11,6 +11,9 @@
 #       # schedule is recomputed for the new cap, so the learning rate restarts at its midpoint (5.5e-4)
 #   STEPS=27600 FROM=runs/kp200_cont18400 OUT=runs/kp200_cont27600 bash scripts/mt10_best_from_scratch.sh
 #       # the 87.0% run: continues the 18400-step checkpoint (~1 h 45 min more; learning rate restarts at 3.3e-4)
+#   SEED=1 STEPS=9200 OUT=runs/kp200_9200_seed1 bash scripts/mt10_best_from_scratch.sh
+#       # the same stage III with another training seed (batches and noise draws; same data, keypoint net
+#       # and starting weights): README "A second training seed"
 #
 # Every step leaves a DONE marker and is skipped when it is there, so the script can be rerun after
 # an interruption: a step cut half-way is redone from the start (its folder is removed first), and
@@ -21,6 +24,7 @@ STEPS="${STEPS:-4600}"
 OUT="${OUT:-runs/kp200_${STEPS}}"
 EPISODES="${EPISODES:-20}"          # held-out scenes per task in the final evaluation
 FROM="${FROM:-}"                     # optional: a finished run whose stage III checkpoint to continue
+SEED="${SEED:-0}"                    # the recipe's training seed (batches and noise draws)
 K=.venv/bin/kairos
 PY=.venv/bin/python
 [ -x "$K" ] || bash scripts/setup.sh
@@ -59,7 +63,7 @@ else
   fi
   echo "== training, $STEPS steps (~0.67 s each) ($(date +%H:%M))"
   $K train training/recipes/mt10_cpu_ws_kp_select_200.yaml --out "$OUT" \
-    --stage-set III.minutes=null "III.steps=$STEPS"
+    --set "seed=$SEED" --stage-set III.minutes=null "III.steps=$STEPS"
   touch "$OUT/artifact/DONE"
 fi
 
