@@ -97,7 +97,11 @@ def _unflatten_optimizer(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Te
 
 
 def _save_ckpt(path: str, module: nn.Module, ema: Dict[str, torch.Tensor], opt, info: dict):
-    tmp = path + ".tmp"
+    """Write a checkpoint folder at `path` so that a crash at any moment leaves a complete one: it is
+    written whole to `path.tmp` (trainer.json last, itself renamed into place), the previous one is
+    moved to `path.old`, the new one renamed to `path`, then `path.old` removed. `_recover_ckpt`
+    finishes a swap a crash interrupted."""
+    tmp, old = path + ".tmp", path + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()},
@@ -105,10 +109,28 @@ def _save_ckpt(path: str, module: nn.Module, ema: Dict[str, torch.Tensor], opt, 
     save_file({k: v.contiguous().cpu() for k, v in ema.items()}, os.path.join(tmp, "ema.safetensors"))
     ot, om = _flatten_optimizer(opt)
     save_file(ot, os.path.join(tmp, "optimizer.safetensors"))
-    with open(os.path.join(tmp, "trainer.json"), "w") as f:
+    with open(os.path.join(tmp, "trainer.json.part"), "w") as f:
         json.dump({**info, "optimizer": om}, f)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)                        # atomic: a crash leaves the previous checkpoint
+    os.replace(os.path.join(tmp, "trainer.json.part"), os.path.join(tmp, "trainer.json"))  # marks tmp complete
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.isdir(path):
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover_ckpt(path: str) -> None:
+    """Finish a checkpoint swap that a crash interrupted (see `_save_ckpt`). With `path` present
+    nothing is done (a `.tmp` beside it may be half-written and is ignored); without it, a complete
+    `path.tmp` (it has trainer.json) is the newest checkpoint, else `path.old` is the previous one."""
+    if os.path.isdir(path):
+        return
+    tmp, old = path + ".tmp", path + ".old"
+    if os.path.isfile(os.path.join(tmp, "trainer.json")):
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    elif os.path.isfile(os.path.join(old, "trainer.json")):
+        os.replace(old, path)
 
 
 def _load_ckpt(path: str, module: nn.Module, opt, device):
@@ -148,6 +170,9 @@ def train_loop(name: str, module: nn.Module, loss_fn: Callable, steps: int, lr: 
     ema = {k: v.detach().clone().float() for k, v in module.state_dict().items()}
     start, losses, before = 0, [], 0.0
     last = os.path.join(ckpt_dir, "last")
+    if D.main:
+        _recover_ckpt(last)
+    D.barrier()                                         # every rank sees the recovered checkpoint
     if os.path.isdir(last):
         ema, info = _load_ckpt(last, module, opt, D.device)
         start, losses, before = info["step"], info["losses"], float(info.get("seconds", 0.0))

@@ -325,3 +325,58 @@ def test_vae_budget_experiment_trains_and_reports_its_heldout_psnr(tmp_path):
     assert 5 < out["heldout_psnr_db"] < 40
     with open(tmp_path / "t.json") as f:
         assert json.load(f)["heldout_psnr_db"] == out["heldout_psnr_db"]
+
+
+def test_a_crash_during_a_checkpoint_swap_loses_no_checkpoint(tmp_path, capsys):
+    """_save_ckpt writes `last.tmp` whole, moves `last` to `last.old`, renames `last.tmp` to `last`.
+    A process killed between any two of those leaves a complete checkpoint that the next run resumes
+    from: the new one when `last.tmp` is complete, else the previous one; a half-written `last.tmp`
+    beside `last` is ignored."""
+    import shutil
+    from training.trainer import Dist, train_loop
+
+    lin = torch.nn.Linear(4, 1)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+
+    def loss_fn(model, step, micro):
+        return torch.nn.functional.mse_loss(model(x), y), {}
+
+    def run(steps):
+        return train_loop("t", lin, loss_fn, steps=steps, lr=0.1, warmup=1, ckpt_dir=str(tmp_path),
+                          D=Dist(), checkpoint_every=5, progress=False)
+
+    def step_of(name):
+        with open(tmp_path / name / "trainer.json") as f:
+            return json.load(f)["step"]
+
+    last, tmp, old = tmp_path / "last", tmp_path / "last.tmp", tmp_path / "last.old"
+    run(10)
+    assert step_of("last") == 10 and not tmp.exists() and not old.exists()   # a clean save leaves one folder
+    shutil.copytree(last, tmp_path / "saved10")
+    run(20)
+    assert step_of("last") == 20
+
+    # killed after `last` moved to `last.old` and before `last.tmp` took its name: the new one wins
+    last.rename(tmp)
+    shutil.copytree(tmp_path / "saved10", old)
+    capsys.readouterr()
+    res = run(20)
+    assert "at step 20" in capsys.readouterr().out
+    assert res["steps"] == 20 and len(res["losses"]) == 20 and step_of("last") == 20
+    assert not tmp.exists() and not old.exists()
+
+    # only the previous checkpoint complete (`last.tmp` has no trainer.json yet): resume from it
+    shutil.rmtree(last)
+    shutil.copytree(tmp_path / "saved10", old)
+    tmp.mkdir()
+    (tmp / "model.safetensors").write_bytes(b"half")
+    res = run(20)
+    assert "at step 10" in capsys.readouterr().out
+    assert res["steps"] == 20 and len(res["losses"]) == 20 and step_of("last") == 20
+    assert not tmp.exists() and not old.exists()
+
+    # a half-written `last.tmp` beside a complete `last`: `last` is used, the next save replaces tmp
+    tmp.mkdir()
+    (tmp / "model.safetensors").write_bytes(b"half")
+    res = run(25)
+    assert res["steps"] == 25 and step_of("last") == 25 and not tmp.exists() and not old.exists()
