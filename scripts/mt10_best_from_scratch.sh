@@ -12,8 +12,9 @@
 #   STEPS=27600 FROM=runs/kp200_cont18400 OUT=runs/kp200_cont27600 bash scripts/mt10_best_from_scratch.sh
 #       # the 87.0% run: continues the 18400-step checkpoint (~1 h 45 min more; learning rate restarts at 3.3e-4)
 #   SEED=1 STEPS=9200 OUT=runs/kp200_9200_seed1 bash scripts/mt10_best_from_scratch.sh
-#       # the same stage III with another training seed (batches and noise draws; same data, keypoint net
-#       # and starting weights): README "A second training seed"
+#       # the same stage III with another training seed (batches, noise draws and the initialisation of
+#       # parameters the starting artifact lacks; same data, keypoint net and starting weights): README "A
+#       # second training seed at 9200 steps". Pass the same SEED again when continuing such a run (FROM).
 #
 # Every step leaves a DONE marker and is skipped when it is there, so the script can be rerun after
 # an interruption: a step cut half-way is redone from the start (its folder is removed first), and
@@ -24,7 +25,7 @@ STEPS="${STEPS:-4600}"
 OUT="${OUT:-runs/kp200_${STEPS}}"
 EPISODES="${EPISODES:-20}"          # held-out scenes per task in the final evaluation
 FROM="${FROM:-}"                     # optional: a finished run whose stage III checkpoint to continue
-SEED="${SEED:-0}"                    # the recipe's training seed (batches and noise draws)
+SEED="${SEED:-0}"                    # the recipe's training seed (batches, noise draws, new parameters)
 K=.venv/bin/kairos
 PY=.venv/bin/python
 [ -x "$K" ] || bash scripts/setup.sh
