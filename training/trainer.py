@@ -96,11 +96,36 @@ def _unflatten_optimizer(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Te
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def _fsync_dir(path: str) -> None:
+    """Flush a folder's entries (new names, renames) to disk; a no-op where the OS cannot (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: str) -> None:
+    """fsync every file directly in `path`, then `path` itself."""
+    for name in os.listdir(path):
+        f = os.path.join(path, name)
+        if os.path.isfile(f):
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(path)
+
+
 def _save_ckpt(path: str, module: nn.Module, ema: Dict[str, torch.Tensor], opt, info: dict):
     """Write a checkpoint folder at `path` so that a crash at any moment leaves a complete one: it is
     written whole to `path.tmp` (trainer.json last, itself renamed into place), the previous one is
     moved to `path.old`, the new one renamed to `path`, then `path.old` removed. `_recover_ckpt`
-    finishes a swap a crash interrupted."""
+    finishes a swap a crash interrupted. The files and folders are fsynced before each rename, so
+    a power cut (not only a killed process) also leaves a complete checkpoint."""
     tmp, old = path + ".tmp", path + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -111,11 +136,15 @@ def _save_ckpt(path: str, module: nn.Module, ema: Dict[str, torch.Tensor], opt, 
     save_file(ot, os.path.join(tmp, "optimizer.safetensors"))
     with open(os.path.join(tmp, "trainer.json.part"), "w") as f:
         json.dump({**info, "optimizer": om}, f)
+    _fsync_tree(tmp)                                       # the data is on disk before it is marked complete
     os.replace(os.path.join(tmp, "trainer.json.part"), os.path.join(tmp, "trainer.json"))  # marks tmp complete
+    _fsync_dir(tmp)
+    parent = os.path.dirname(os.path.abspath(path))
     shutil.rmtree(old, ignore_errors=True)
     if os.path.isdir(path):
         os.replace(path, old)
     os.replace(tmp, path)
+    _fsync_dir(parent)                                     # the swap itself survives a power cut
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -380,3 +380,41 @@ def test_a_crash_during_a_checkpoint_swap_loses_no_checkpoint(tmp_path, capsys):
     (tmp / "model.safetensors").write_bytes(b"half")
     res = run(25)
     assert res["steps"] == 25 and step_of("last") == 25 and not tmp.exists() and not old.exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="maps fds to paths through /proc")
+def test_a_checkpoint_is_on_disk_before_it_is_marked_complete(tmp_path, monkeypatch):
+    """Power-cut safety: every file of `last.tmp` and the folder itself are fsynced before
+    trainer.json takes its name, and the parent folder after `last.tmp` becomes `last`."""
+    from training.trainer import _save_ckpt
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    lin = torch.nn.Linear(4, 1)
+    opt = torch.optim.AdamW(lin.parameters())
+    lin(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    root = os.path.realpath(tmp_path)
+    last, tmp = os.path.join(root, "last"), os.path.join(root, "last.tmp")
+    for _ in range(2):                                     # the second save also swaps out the first
+        events.clear()
+        _save_ckpt(last, lin, {k: v.clone() for k, v in lin.state_dict().items()}, opt, {"step": 1})
+        mark = events.index(("replace", os.path.join(tmp, "trainer.json.part"), os.path.join(tmp, "trainer.json")))
+        synced = {e[1] for e in events[:mark] if e[0] == "fsync"}
+        for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "trainer.json.part", ""):
+            assert os.path.join(tmp, name).rstrip("/") in synced, name
+        swap = events.index(("replace", tmp, last))
+        assert ("fsync", root) in events[swap:]
+        assert sorted(os.listdir(last)) == ["ema.safetensors", "model.safetensors", "optimizer.safetensors",
+                                            "trainer.json"]
