@@ -15,6 +15,9 @@
 #       # the same stage III with another training seed (batches, noise draws and the initialisation of
 #       # parameters the starting artifact lacks; same data, keypoint net and starting weights): README "A
 #       # second training seed at 9200 steps". Pass the same SEED again when continuing such a run (FROM).
+#   SEED=1 STEPS=18400 FROM=runs/kp200_9200_seed1 OUT=runs/kp200_18400_seed1 bash scripts/mt10_best_from_scratch.sh
+#   SEED=1 STEPS=27600 FROM=runs/kp200_18400_seed1 OUT=runs/kp200_27600_seed1 bash scripts/mt10_best_from_scratch.sh
+#       # seed 1 continued as seed 0 was: README "Seed 1 continued to 18400 / 27600 steps"
 #
 # Every step leaves a DONE marker and is skipped when it is there, so the script can be rerun after
 # an interruption: a step cut half-way is redone from the start (its folder is removed first), and
