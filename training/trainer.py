@@ -124,8 +124,10 @@ def _save_ckpt(path: str, module: nn.Module, ema: Dict[str, torch.Tensor], opt, 
     """Write a checkpoint folder at `path` so that a crash at any moment leaves a complete one: it is
     written whole to `path.tmp` (trainer.json last, itself renamed into place), the previous one is
     moved to `path.old`, the new one renamed to `path`, then `path.old` removed. `_recover_ckpt`
-    finishes a swap a crash interrupted. The files and folders are fsynced before each rename, so
-    a power cut (not only a killed process) also leaves a complete checkpoint."""
+    finishes a swap a crash interrupted. The files and `path.tmp` are fsynced before trainer.json
+    marks it complete and the parent folder after the swap, so a power cut (not only a killed
+    process) also leaves a complete checkpoint: the new one, or the previous one if the swap's
+    renames had not reached the disk."""
     tmp, old = path + ".tmp", path + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
