@@ -18,6 +18,8 @@
 #   SEED=1 STEPS=18400 FROM=runs/kp200_9200_seed1 OUT=runs/kp200_18400_seed1 bash scripts/mt10_best_from_scratch.sh
 #   SEED=1 STEPS=27600 FROM=runs/kp200_18400_seed1 OUT=runs/kp200_27600_seed1 bash scripts/mt10_best_from_scratch.sh
 #       # seed 1 continued as seed 0 was: README "Seed 1 continued to 18400 / 27600 steps"
+#   SEED=2 STEPS=9200 OUT=runs/kp200_9200_seed2 bash scripts/mt10_best_from_scratch.sh
+#       # a third training seed: README "A third training seed at 9200 steps"
 #
 # Every step leaves a DONE marker and is skipped when it is there, so the script can be rerun after
 # an interruption: a step cut half-way is redone from the start (its folder is removed first), and
