@@ -18,6 +18,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from kairos_model import flow
+from kairos_model.durable import staged_dir
 from kairos_model.memory.hybrid import HybridMemoryConfig
 from kairos_model.understanding import UnderstandingConfig, UnderstandingEncoder
 from kairos_model.vae import VideoVAE
@@ -89,13 +90,16 @@ def build_parts(cfg: WorldModelConfig) -> Dict[str, nn.Module]:
 
 
 def save_checkpoint(path: str, cfg: WorldModelConfig, parts: Dict[str, nn.Module], meta: dict = None) -> None:
-    os.makedirs(path, exist_ok=True)
-    for name, module in parts.items():
-        tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-        save_file(tensors, os.path.join(path, f"{name}.safetensors"))
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump({"format": FORMAT, "world_model": config_to_dict(cfg), "parts": sorted(parts),
-                   "meta": meta or {}}, f, indent=2)
+    """Write the checkpoint folder `path` whole: it replaces what was there (kairos_model.durable:
+    written beside it, fsynced, renamed), so a crash never leaves one part's new weights beside
+    another's old ones."""
+    with staged_dir(path) as tmp:
+        for name, module in parts.items():
+            tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+            save_file(tensors, os.path.join(tmp, f"{name}.safetensors"))
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump({"format": FORMAT, "world_model": config_to_dict(cfg), "parts": sorted(parts),
+                       "meta": meta or {}}, f, indent=2)
 
 
 def load_checkpoint(path: str, require=("world_model", "vae", "understanding")

@@ -43,6 +43,7 @@ import torch.nn as nn
 
 from kairos_model.backends import ARTIFACT_FORMAT, state_spec as backend_state_spec
 from kairos_model.checkpoint import MANIFEST, load_checkpoint, sha256_file
+from kairos_model.durable import fsync_dir, fsync_tree, replace_dir
 from kairos_model.memory.attention import FrameAttention, KVCacheState
 from kairos_model.memory.hybrid import HybridState
 from kairos_model.understanding import HashedTextEncoder, UnderstandingEncoder
@@ -289,10 +290,8 @@ def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: 
     from tqdm import tqdm
     if os.path.abspath(checkpoint) == os.path.abspath(out):
         raise ValueError("export needs a new output directory, not the checkpoint itself")
-    if os.path.exists(out):
-        if not force:
-            raise FileExistsError(f"{out} exists; pass --force to replace it")
-        shutil.rmtree(out)
+    if os.path.exists(out) and not force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
     cfg, parts = load_checkpoint(checkpoint)
     with open(os.path.join(checkpoint, "config.json")) as f:
         ck_doc = json.load(f)
@@ -332,12 +331,17 @@ def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: 
                               "checkpoint_rebuild": src_manifest.get("rebuild"), "git_commit": _git_commit(),
                               "created": _dt.datetime.now().isoformat(timespec="seconds")}}
         write_manifest(tmp, doc)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if os.path.isdir(out):        # another process finished the same export first
-                raise FileExistsError(f"{out} appeared while exporting") from None
-            raise
+        if force:                         # the old artifact stays until the new one is complete
+            replace_dir(tmp, out)
+        else:
+            fsync_tree(tmp)               # on disk before the rename makes it the artifact
+            try:
+                os.replace(tmp, out)
+            except OSError:
+                if os.path.isdir(out):    # another process finished the same export first
+                    raise FileExistsError(f"{out} appeared while exporting") from None
+                raise
+            fsync_dir(os.path.dirname(os.path.abspath(out)))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,29 +17,30 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kairos_model.checkpoint import MANIFEST, sha256_file
+from kairos_model.durable import staged_dir
 
 
 def package(src: str, out: str, half: bool, rebuild: str) -> dict:
     if not os.path.isfile(os.path.join(src, "config.json")):
         raise FileNotFoundError(f"{src} has no config.json: not a checkpoint written by kairos train")
-    os.makedirs(out, exist_ok=True)
-    shutil.copy(os.path.join(src, "config.json"), os.path.join(out, "config.json"))
-    for f in sorted(os.listdir(src)):
-        if f.endswith(".safetensors"):
-            t = load_file(os.path.join(src, f))
-            if half:
-                t = {k: (v.half() if v.dtype == torch.float32 else v) for k, v in t.items()}
-            save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(out, f))
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = ""
-    files = {f: sha256_file(os.path.join(out, f)) for f in sorted(os.listdir(out)) if f != MANIFEST}
-    manifest = {"format": "kairos-artifact-1", "files": files, "weights_dtype": "float16" if half else "float32",
-                "rebuild": rebuild, "source": src, "git_commit": commit, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "torch": torch.__version__}
-    with open(os.path.join(out, MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=2)
+    with staged_dir(out) as tmp:         # complete or absent: written beside `out`, then renamed over it
+        shutil.copy(os.path.join(src, "config.json"), os.path.join(tmp, "config.json"))
+        for f in sorted(os.listdir(src)):
+            if f.endswith(".safetensors"):
+                t = load_file(os.path.join(src, f))
+                if half:
+                    t = {k: (v.half() if v.dtype == torch.float32 else v) for k, v in t.items()}
+                save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(tmp, f))
+        files = {f: sha256_file(os.path.join(tmp, f)) for f in sorted(os.listdir(tmp)) if f != MANIFEST}
+        manifest = {"format": "kairos-artifact-1", "files": files, "weights_dtype": "float16" if half else "float32",
+                    "rebuild": rebuild, "source": src, "git_commit": commit,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch": torch.__version__}
+        with open(os.path.join(tmp, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=2)
     return manifest
 
 

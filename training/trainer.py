@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from kairos_model.checkpoint import build_parts, save_checkpoint
+from kairos_model.durable import fsync_dir, fsync_tree, write_text_atomic
 from kairos_model.vae import psnr
 from kairos_model.world_model import WorldModelConfig
 from training.data.lerobot import DatasetError, JointMapping, LeRobotDataset
@@ -96,30 +97,6 @@ def _unflatten_optimizer(opt: torch.optim.Optimizer, tensors: Dict[str, torch.Te
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _fsync_dir(path: str) -> None:
-    """Flush a folder's entries (new names, renames) to disk; a no-op where the OS cannot (Windows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: str) -> None:
-    """fsync every file directly in `path`, then `path` itself."""
-    for name in os.listdir(path):
-        f = os.path.join(path, name)
-        if os.path.isfile(f):
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(path)
-
-
 def _save_ckpt(path: str, module: nn.Module, ema: Dict[str, torch.Tensor], opt, info: dict):
     """Write a checkpoint folder at `path` so that a crash at any moment leaves a complete one: it is
     written whole to `path.tmp` (trainer.json last, itself renamed into place), the previous one is
@@ -138,15 +115,15 @@ def _save_ckpt(path: str, module: nn.Module, ema: Dict[str, torch.Tensor], opt, 
     save_file(ot, os.path.join(tmp, "optimizer.safetensors"))
     with open(os.path.join(tmp, "trainer.json.part"), "w") as f:
         json.dump({**info, "optimizer": om}, f)
-    _fsync_tree(tmp)                                       # the data is on disk before it is marked complete
+    fsync_tree(tmp)                                       # the data is on disk before it is marked complete
     os.replace(os.path.join(tmp, "trainer.json.part"), os.path.join(tmp, "trainer.json"))  # marks tmp complete
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     parent = os.path.dirname(os.path.abspath(path))
     shutil.rmtree(old, ignore_errors=True)
     if os.path.isdir(path):
         os.replace(path, old)
     os.replace(tmp, path)
-    _fsync_dir(parent)                                     # the swap itself survives a power cut
+    fsync_dir(parent)                                     # the swap itself survives a power cut
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -883,10 +860,8 @@ def run(recipe: RecipeConfig, args) -> dict:
         with open(os.path.join(art, "config.json")) as f:
             doc = json.load(f)
         doc["meta"]["metrics"] = metrics
-        with open(os.path.join(art, "config.json"), "w") as f:
-            json.dump(doc, f, indent=2)
-        with open(os.path.join(recipe.out, "metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=2)
+        write_text_atomic(os.path.join(art, "config.json"), json.dumps(doc, indent=2))
+        write_text_atomic(os.path.join(recipe.out, "metrics.json"), json.dumps(metrics, indent=2))
         _print_metrics(metrics)
         return metrics
     instr = sorted({e.task for eps in cache.values() for e in eps})
@@ -896,8 +871,7 @@ def run(recipe: RecipeConfig, args) -> dict:
         "instructions": instr, "recipe": recipe.name, "stages": [s for s in stage_names if s in only],
         "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "torch": torch.__version__, "control_dt": control_dt, **({"camera": cams[0]} if len(cams) == 1 else {})})
-    with open(os.path.join(recipe.out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_text_atomic(os.path.join(recipe.out, "metrics.json"), json.dumps(metrics, indent=2))
     _print_metrics(metrics)
     print(f"artifact: {art}")
     D.barrier()

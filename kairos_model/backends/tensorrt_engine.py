@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from kairos_model.backends.onnx_engine import GRAPHS, OnnxEngine
+from kairos_model.durable import fsync_dir
 
 PRECISIONS = ("fp32", "fp16", "fp8")
 
@@ -91,7 +92,10 @@ def build_engines(artifact: str, precision: str = "fp16", workspace_gb: float = 
         tmp = dst + ".partial"
         with open(tmp, "wb") as f:
             f.write(bytes(blob))
+            f.flush()
+            os.fsync(f.fileno())          # a power cut never leaves a truncated engine under its final name
         os.replace(tmp, dst)
+        fsync_dir(os.path.dirname(dst))
     return paths
 
 

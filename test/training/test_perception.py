@@ -92,6 +92,21 @@ def test_a_keypoint_net_learns_to_find_a_small_marker_and_lift_it_to_3d(tmp_path
         _bc_hold(tmp_path)
 
 
+def test_keypoint_training_is_bit_reproducible_for_a_seed():
+    """Same frames, seed and thread count: the same weights bit for bit; another seed: other weights.
+    (Another thread count or CPU changes the float reductions and, over thousands of steps, the net:
+    README, "A third seed of all three".)"""
+    frames, env = _dot_frames(80, np.random.default_rng(0))
+
+    def weights(seed):
+        cfg = KeypointConfig(tasks=["reach-v3"], image_size=32, width=8, max_steps=15, batch=8, seed=seed)
+        return train_keypoints(frames, ["reach-v3"] * len(frames), env, DOWN, cfg, progress=False)["net"].state_dict()
+
+    a, b, c = weights(0), weights(0), weights(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def _bc_hold(tmp_path):
     import json
     (tmp_path / "bc").mkdir()
