@@ -42,6 +42,24 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
 }
 
 
+# What a wrong path, a bad file or a refused artifact raises: the command prints the message, not a
+# traceback (KAIROS_DEBUG=1 shows it), and exits with 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError,
+               ValueError)
+
+
+def _report(cmd: str, e: BaseException) -> int:
+    import os
+    import traceback
+    if os.environ.get("KAIROS_DEBUG"):
+        traceback.print_exception(e)
+    tb = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    where = f" ({os.path.relpath(tb.filename)}:{tb.lineno})" if tb else ""
+    print(f"kairos {cmd}: error: {e}\n  [{type(e).__name__}{where}; KAIROS_DEBUG=1 shows the traceback]",
+          file=sys.stderr)
+    return 2
+
+
 def _bench(name: str, rest) -> int:
     bench_dir = Path(__file__).resolve().parents[1] / "bench"
     path = bench_dir / BENCHES[name]
@@ -67,7 +85,11 @@ def main(argv=None) -> int:
     if args.cmd in COMMANDS:
         import importlib
         mod, _, fn = COMMANDS[args.cmd][0].partition(":")
-        rc = getattr(importlib.import_module(mod), fn or "main")(rest)
+        entry = getattr(importlib.import_module(mod), fn or "main")
+        try:
+            rc = entry(rest)
+        except USER_ERRORS as e:
+            return _report(args.cmd, e)
         return rc if isinstance(rc, int) else 0
     if args.cmd == "bench":
         return _bench(args.name, rest)

@@ -33,7 +33,11 @@ def act_config(sim, model_joint_names, strategy: str = "execute_then_replan", ex
 def resolve_camera(artifact: str, camera: Optional[str] = None) -> str:
     """The simulator camera to evaluate from: `camera` when given (with a warning if the artifact's meta
     names another, which the trainer records for simulator data), else the artifact's, else corner2."""
-    with open(os.path.join(artifact, "config.json")) as f:
+    doc = os.path.join(artifact, "config.json")
+    if not os.path.isfile(doc):
+        raise FileNotFoundError(f"no artifact at {artifact!r}: {doc} is missing (a `kairos train`, `kairos "
+                                "train-bc` or `kairos export` output folder, or one under artifacts/)")
+    with open(doc) as f:
         trained_on = (json.load(f).get("meta") or {}).get("camera")
     if camera is not None and trained_on is not None and camera != trained_on:
         print(f"warning: evaluating from camera {camera!r}; the artifact was trained on {trained_on!r}")
