@@ -29,3 +29,17 @@ def test_frames_are_thinned_evenly_after_the_first_is_left_out(tmp_path):
     assert env[:, 0].tolist() == list(range(10)) * 2
     _, _, env = load_frames([str(tmp_path / "d")], skip_first=True)
     assert env[:, 0].tolist() == list(range(1, 10)) * 2
+
+
+def test_the_fingerprint_tells_other_data_from_other_arithmetic(tmp_path):
+    from kairos_model.checkpoint import sha256_file
+    from training.experiments.goal_pixels import fingerprint
+    write_counting_episodes(tmp_path / "d", 2)
+    frames, tasks, env = load_frames([str(tmp_path / "d")])
+    (tmp_path / "w").write_bytes(b"weights")
+    a = fingerprint(frames, tasks, env, str(tmp_path / "w"))
+    assert a == fingerprint(frames.copy(), list(tasks), env.copy(), str(tmp_path / "w"))
+    env2 = env.copy()
+    env2[3, 4] += 1e-6                                      # one label moved a micrometre
+    assert fingerprint(frames, tasks, env2, str(tmp_path / "w"))["data_sha256"] != a["data_sha256"]
+    assert a["weights_sha256"] == sha256_file(str(tmp_path / "w")) and a["torch_threads"] >= 1

@@ -66,6 +66,30 @@ def evaluate(est, frames, tasks, env, train_env, train_tasks) -> Dict[str, Dict[
     return out
 
 
+def fingerprint(frames_nhwc: np.ndarray, tasks, env_n6: np.ndarray, weights_file: str) -> dict:
+    """What a rerun must match to give the same net bit for bit: sha256 of the training frames, task
+    names and labels (so a rerun can tell different data from different arithmetic), of the saved
+    weights, and the arithmetic's setting: torch's thread count, the CPU, torch and numpy versions.
+    Training is bit-reproducible for a seed on one such setting (test/training/test_perception.py);
+    another thread count or CPU changes float reductions, and over thousands of steps the net."""
+    import hashlib
+    import platform
+    import torch
+    from kairos_model.checkpoint import sha256_file
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(frames_nhwc).tobytes())
+    h.update("\n".join(tasks).encode())
+    h.update(np.ascontiguousarray(env_n6, dtype=np.float64).tobytes())
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"data_sha256": h.hexdigest(), "weights_sha256": sha256_file(weights_file),
+            "torch_threads": torch.get_num_threads(), "cpu": cpu, "torch": torch.__version__, "numpy": np.__version__}
+
+
 def main(argv=None) -> int:
     from kairos_sim.metaworld_sim import MT10, MetaWorldSim, SimConfig
     from training.perception import KeypointConfig, KeypointEstimator, save_keypoints, train_keypoints
@@ -102,11 +126,15 @@ def main(argv=None) -> int:
     est = KeypointEstimator(a.out)
     sub = np.random.default_rng(0).choice(len(frames), min(len(frames), 2000), replace=False)
     report = {"train": a.train, "heldout": a.heldout, "camera": a.camera, "frames": len(frames),
+              "fingerprint": fingerprint(frames, tasks, env, os.path.join(a.out, "keypoints.safetensors")),
               "steps": res["steps"], "minutes": round(res["seconds"] / 60, 1),
               "final_loss": float(np.mean([l for _, l in res["log"][-50:]])),
               "heldout_errors": evaluate(est, hf, ht, he, env, tasks),
               "train_errors": evaluate(est, frames[sub], [tasks[i] for i in sub], env[sub], env, tasks)}
     print(f"{res['steps']} steps in {report['minutes']} min, final loss {report['final_loss']:.3f}")
+    fp = report["fingerprint"]
+    print(f"data sha256 {fp['data_sha256'][:16]}, weights sha256 {fp['weights_sha256'][:16]} "
+          f"({fp['torch_threads']} torch threads, {fp['cpu']})")
     print(f"{'held out':24s} {'obj px':>7s} {'obj cm':>7s} {'mean cm':>7s} {'goal px':>7s} {'goal cm':>7s} "
           f"{'xy cm':>6s} {'z cm':>6s} {'mean cm':>7s}")
     for t, r in report["heldout_errors"].items():
