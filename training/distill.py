@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from kairos_model import flow
+from training.provenance import arithmetic
 
 
 @dataclass
@@ -234,7 +235,7 @@ def distill(cfg: DistillConfig, progress: bool = True) -> dict:
             "final_losses": {key: float(np.mean([h[key] for h in history[-20:]])) for key in history[-1]}
             if history else {}}
     save_checkpoint(art, mcfg, {"world_model": student, "vae": parts["vae"], "understanding": parts["understanding"]},
-                    meta={**meta, "sampler_steps": cfg.student_steps, "distilled": info})
+                    meta={**meta, "sampler_steps": cfg.student_steps, "distilled": info, "arithmetic": arithmetic()})
     with open(os.path.join(cfg.out, "history.json"), "w") as f:
         json.dump(history, f)
     print(f"distilled {len(history)} iterations in {seconds / 60:.1f} min; student: {art}")

@@ -41,6 +41,7 @@ from kairos_model.world_model import WorldModelConfig
 from training.data.lerobot import DatasetError, JointMapping, LeRobotDataset
 from training.data.sources import (Batch, EnvNormalization, EpisodeSource, Mixture, Normalization,
                                    PhysicsSource, PositionSource, VideoFolderSource)
+from training.provenance import arithmetic
 from training.recipe import RecipeConfig, SourceConfig, load_recipe
 
 
@@ -870,7 +871,7 @@ def run(recipe: RecipeConfig, args) -> dict:
         "joint_names": recipe.joint_names, "latent_scale": latent_scale, **norm.to_dict(),
         "instructions": instr, "recipe": recipe.name, "stages": [s for s in stage_names if s in only],
         "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "torch": torch.__version__, "control_dt": control_dt, **({"camera": cams[0]} if len(cams) == 1 else {})})
+        "arithmetic": arithmetic(), "torch": torch.__version__, "control_dt": control_dt, **({"camera": cams[0]} if len(cams) == 1 else {})})
     write_text_atomic(os.path.join(recipe.out, "metrics.json"), json.dumps(metrics, indent=2))
     _print_metrics(metrics)
     print(f"artifact: {art}")

@@ -69,6 +69,7 @@ def test_distillation_brings_the_4_step_student_toward_the_40_step_teacher(tmp_p
     meta = json.load(open(tmp_path / "run" / "artifact" / "config.json"))["meta"]
     assert meta["sampler_steps"] == 4 and meta["distilled"]["student_steps"] == 4
     assert meta["joint_names"] == NAMES                      # the teacher's meta travels with the student
+    assert meta["arithmetic"]["torch_threads"] == torch.get_num_threads()     # this run's, for reruns
     teacher = teacher_parts["world_model"].eval()
     tr = WorldModelTrainable(teacher_parts, teacher_parts["vae"], 1.0)
     ds = list(LeRobotDataset(str(tmp_path / "ds"), mapping=JointMapping(NAMES)))

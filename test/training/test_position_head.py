@@ -154,6 +154,7 @@ def test_a_recipe_with_labelled_scenes_trains_evaluates_its_head_and_records_its
     assert all(np.isfinite(v) and v > 0 for v in pos["error_cm"].values())
     meta = json.load(open(tmp_path / "run" / "artifact" / "config.json"))["meta"]
     assert meta["camera"] == "workspace"
+    assert meta["arithmetic"]["torch_threads"] >= 1 and meta["arithmetic"]["cpu"]     # what a rerun must match
     held = LeRobotDataset(str(next((tmp_path / "run" / "data").iterdir())))
     assert held.kairos_info["camera"] == "workspace"                       # held out from the same camera
     from training.evaluate import evaluate

@@ -73,21 +73,13 @@ def fingerprint(frames_nhwc: np.ndarray, tasks, env_n6: np.ndarray, weights_file
     Training is bit-reproducible for a seed on one such setting (test/training/test_perception.py);
     another thread count or CPU changes float reductions, and over thousands of steps the net."""
     import hashlib
-    import platform
-    import torch
     from kairos_model.checkpoint import sha256_file
+    from training.provenance import arithmetic
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(frames_nhwc).tobytes())
     h.update("\n".join(tasks).encode())
     h.update(np.ascontiguousarray(env_n6, dtype=np.float64).tobytes())
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"data_sha256": h.hexdigest(), "weights_sha256": sha256_file(weights_file),
-            "torch_threads": torch.get_num_threads(), "cpu": cpu, "torch": torch.__version__, "numpy": np.__version__}
+    return {"data_sha256": h.hexdigest(), "weights_sha256": sha256_file(weights_file), **arithmetic()}
 
 
 def main(argv=None) -> int:
