@@ -27,6 +27,8 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from kairos_model.durable import fsync_tree, write_text_atomic
+
 CODEBASE_VERSION = "v2.1"
 CHUNK = 1000
 DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
@@ -227,8 +229,10 @@ class LeRobotWriter:
                 "data_path": DATA_PATH, "video_path": VIDEO_PATH, "features": feats}
         if self.kairos_info:
             info["kairos"] = self.kairos_info
-        with open(os.path.join(self.root, "meta", "info.json"), "w") as f:
-            json.dump(info, f, indent=2)
+        # last, whole and durable: a reader takes a dataset with info.json as finished, so every
+        # episode file reaches the disk before it does
+        fsync_tree(self.root)
+        write_text_atomic(os.path.join(self.root, "meta", "info.json"), json.dumps(info, indent=2))
 
     def __enter__(self):
         return self
