@@ -119,6 +119,11 @@ class RecipeConfig:
     an error).
     renormalize: with init_from, compute the joint/action normalisation from this recipe's action data
     instead (new tasks whose joint ranges the pretrained model's statistics do not cover).
+    new_embodiment: with init_from, the robot is another one (other joints, or another count):
+    joint_names are its joints and set the model's action and proprio width; the joint layers start
+    new, everything else (VAE, understanding encoder, video and action experts) is kept, and the
+    normalisation comes from this recipe's action data. Without it, joint names that differ from the
+    checkpoint's are an error.
     relative_actions: the action chunk is learned (and run) as offsets from the joint state at the
     frame it is predicted from, instead of absolute joint targets.
     keypoints_from: a keypoint artifact (training.experiments.goal_pixels): the understanding encoder
@@ -141,6 +146,7 @@ class RecipeConfig:
     fsdp: bool = False
     init_from: Optional[str] = None
     renormalize: bool = False
+    new_embodiment: bool = False
     relative_actions: bool = False
     keypoints_from: Optional[str] = None
 
@@ -172,6 +178,8 @@ def recipe_from_dict(d: Dict[str, Any]) -> RecipeConfig:
         s["sources"] = [_source(x, f"recipe.stages[{i}].sources[]") for x in s.get("sources", [])]
         stages.append(StageConfig(**s))
     d["stages"] = stages
+    if d.get("new_embodiment") and not d.get("init_from"):
+        raise ValueError("new_embodiment: true needs init_from (the checkpoint whose weights the new robot starts from)")
     return RecipeConfig(**d)
 
 

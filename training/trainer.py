@@ -700,37 +700,65 @@ def load_keypoints(und: nn.Module, recipe: RecipeConfig, cameras: List[str]) -> 
     net.requires_grad_(False)
 
 
+# The world model's layers that read or write joint values: what a new robot cannot inherit.
+JOINT_LAYERS = ("proprio_in.", "act_in.", "act_out.")
+
+
+def starting_weights(recipe: RecipeConfig):
+    """(config, parts, meta) that fine-tuning from recipe.init_from starts with: the checkpoint's
+    own, or with the recipe's `model` overrides applied when its weights still fit. With
+    recipe.new_embodiment the recipe's joint_names replace the checkpoint's (their count sets
+    action_dim and proprio_dim unless `model` says otherwise) and the joint layers (JOINT_LAYERS)
+    start new; every other weight (VAE, understanding encoder, video and action experts) is kept.
+    Sets recipe.joint_names to the checkpoint's when the recipe names none."""
+    from kairos_model.checkpoint import load_checkpoint
+    init_cfg, init_parts = load_checkpoint(recipe.init_from)
+    with open(os.path.join(recipe.init_from, "config.json")) as f:
+        init_meta = json.load(f)["meta"]
+    init = (init_cfg, init_parts, init_meta)
+    theirs = list(init_meta.get("joint_names") or [])
+    if recipe.new_embodiment:
+        if not recipe.joint_names:
+            raise ValueError("new_embodiment needs joint_names: the new robot's joints, in command order")
+        n = len(recipe.joint_names)
+        recipe.model = {"action_dim": n, "proprio_dim": n, **recipe.model}
+        print(f"new embodiment: {recipe.init_from} acted on {theirs or init_cfg.action_dim}; this recipe's "
+              f"robot has {recipe.joint_names}. The joint layers ({', '.join(j[:-1] for j in JOINT_LAYERS)}) "
+              "start new and the normalisation comes from this recipe's data; every other weight is kept.")
+    elif theirs and recipe.joint_names and theirs != recipe.joint_names:
+        raise ValueError(f"init_from {recipe.init_from} acts on {theirs}, the recipe names {recipe.joint_names} "
+                         "(another robot: set new_embodiment: true to keep everything but the joint layers)")
+    recipe.joint_names = recipe.joint_names or theirs
+    cfg = model_config(recipe, init)
+    if cfg == init_cfg and not recipe.new_embodiment:
+        return init
+    parts_new = build_parts(cfg)                # overrides on the starting checkpoint: its weights must fit
+    for name, module in parts_new.items():
+        state = init_parts[name].state_dict()
+        new_ok = ("image.keypoints.", "image.keypoint_token.", "image.task_embed", "keypoint_gate.") \
+            if name == "understanding" and recipe.keypoints_from else ()
+        if name == "world_model" and recipe.new_embodiment:
+            state = {k: v for k, v in state.items() if not k.startswith(JOINT_LAYERS)}
+            new_ok = JOINT_LAYERS
+        try:
+            missing, unexpected = module.load_state_dict(state, strict=False)
+        except RuntimeError as e:
+            raise ValueError(f"the recipe's model overrides {recipe.model} change the shape of "
+                             f"{recipe.init_from}'s {name} weights: {str(e)[:300]}") from None
+        missing = [k for k in missing if not k.startswith(new_ok)]
+        if missing or unexpected:
+            raise ValueError(f"the recipe's model overrides {recipe.model} do not fit {recipe.init_from}'s "
+                             f"{name} weights: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return cfg, parts_new, init_meta
+
+
 def run(recipe: RecipeConfig, args) -> dict:
     D = Dist()
     torch.manual_seed(recipe.seed)
     if not D.cuda:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // D.world))
-    init = None
-    if recipe.init_from:                        # fine-tuning: the model, its VAE and normalisation come along
-        from kairos_model.checkpoint import load_checkpoint
-        init_cfg, init_parts = load_checkpoint(recipe.init_from)
-        with open(os.path.join(recipe.init_from, "config.json")) as f:
-            init_meta = json.load(f)["meta"]
-        init = (init_cfg, init_parts, init_meta)
-        if init_meta.get("joint_names") and recipe.joint_names and init_meta["joint_names"] != recipe.joint_names:
-            raise ValueError(f"init_from {recipe.init_from} acts on {init_meta['joint_names']}, the recipe "
-                             f"names {recipe.joint_names}")
-        recipe.joint_names = recipe.joint_names or init_meta.get("joint_names", [])
+    init = starting_weights(recipe) if recipe.init_from else None
     cfg = model_config(recipe, init)
-    if init and cfg != init[0]:              # overrides on the starting checkpoint: its weights must fit
-        parts_new = build_parts(cfg)
-        for name, module in parts_new.items():
-            try:
-                missing, unexpected = module.load_state_dict(init[1][name].state_dict(), strict=False)
-            except RuntimeError as e:
-                raise ValueError(f"the recipe's model overrides {recipe.model} change the shape of "
-                                 f"{recipe.init_from}'s {name} weights: {str(e)[:300]}") from None
-            new_ok = ("image.keypoints.", "image.keypoint_token.", "image.task_embed", "keypoint_gate.") if name == "understanding" and recipe.keypoints_from else ()
-            missing = [k for k in missing if not k.startswith(new_ok)]
-            if missing or unexpected:
-                raise ValueError(f"the recipe's model overrides {recipe.model} do not fit {recipe.init_from}'s "
-                                 f"{name} weights: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        init = (cfg, parts_new, init[2])
     if recipe.joint_names and len(recipe.joint_names) != cfg.action_dim:
         raise ValueError(f"recipe has {len(recipe.joint_names)} joint names, the model acts on {cfg.action_dim}")
     os.makedirs(recipe.out, exist_ok=True)
@@ -750,7 +778,7 @@ def run(recipe: RecipeConfig, args) -> dict:
             eps += cache[key]
         norm = Normalization.from_episodes(eps, recipe.relative_actions, cfg.action_horizon)
         control_dt = episodes_control_dt(eps)
-        if init and "proprio" in init[2] and not recipe.renormalize:   # keep the pretrained model's scaling
+        if init and "proprio" in init[2] and not (recipe.renormalize or recipe.new_embodiment):   # keep its scaling
             kept = Normalization.from_meta(init[2])
             if kept.relative == recipe.relative_actions:
                 norm = kept

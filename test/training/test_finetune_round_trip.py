@@ -1,7 +1,8 @@
 """Stage-III data round trip: scripted expert on a task the default model never saw -> recorder
 (rosbag2 mcap) -> kairos dataset from-bags -> short fine-tune from the committed artifact ->
 kairos export (ONNX) -> kairos eval-bag on the onnx backend: the fine-tuned model's action error on the
-recorded episodes is lower than before fine-tuning. (The same recorder on the live ROS graph, with
+recorded episodes is lower than before fine-tuning. And the same loop for another robot (other joint
+names, another count) with new_embodiment: the joint layers start new, the rest is the artifact's. (The same recorder on the live ROS graph, with
 sqlite3 storage, is exercised by test/kairos_ros/test_sim_act_e2e.py.)"""
 import json
 import os
@@ -19,7 +20,9 @@ from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollo
 S = 1_000_000_000
 
 
-def record_expert(root, task, variations):
+def record_expert(root, task, variations, names=JOINT_NAMES):
+    """Expert episodes as the recorder writes them; `names`: the joints the robot reports (the first
+    len(names) of the Sawyer's, under these names: another robot, as far as the data can tell)."""
     rec = EpisodeRecorder(RecorderConfig(output_dir=str(root), min_free_mb=0))
     with MetaWorldSim(SimConfig(task=task)) as sim:
         for v in variations:
@@ -30,7 +33,7 @@ def record_expert(root, task, variations):
                 rec.write("/camera/image_raw", "sensor_msgs/msg/Image", t, serialize_message(
                     Image(height=64, width=64, encoding="rgb8", step=192, data=f.tobytes())))
                 rec.write("/joint_states", "sensor_msgs/msg/JointState", t, serialize_message(
-                    JointState(name=JOINT_NAMES, position=[float(x) for x in q])))
+                    JointState(name=list(names), position=[float(x) for x in q[:len(names)]])))
             rec.end_episode(success=ok)
     return sorted(str(p) for p in root.iterdir() if p.name.startswith("episode_"))
 
@@ -60,3 +63,33 @@ def test_record_convert_finetune_export_evaluate(tmp_path):
     before = json.load(open(tmp_path / "before" / "report.json"))[0]["action_mae_rad"]
     after = json.load(open(tmp_path / "after" / "report.json"))[0]["action_mae_rad"]
     assert after < 0.8 * before, (before, after)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_new_robot_fine_tunes_from_the_artifact_and_deploys(tmp_path):
+    names = [f"arm_{i}" for i in range(6)] + ["wrist"]            # 7 joints, none of them the artifact's 8
+    bags = record_expert(tmp_path / "bags", "drawer-open-v3", [0, 1], names)
+    kairos("dataset", "from-bags", *bags, "--out", str(tmp_path / "ds"), "--joints", *names)
+    recipe = yaml.safe_load(open("training/recipes/finetune.yaml"))
+    recipe["stages"][0].update(steps=30, batch=4, frames=[8], warmup=5)
+    recipe.update(checkpoint_every=30, joint_names=names)
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(recipe))
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "kairos"), "train", str(tmp_path / "ft.yaml"),
+                        "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "refused")],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 2 and "new_embodiment: true" in r.stderr, r.stderr[-2000:]
+    recipe["new_embodiment"] = True
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(recipe))
+    out = kairos("train", str(tmp_path / "ft.yaml"), "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"))
+    assert "new embodiment" in out
+    meta = json.load(open(tmp_path / "run" / "artifact" / "config.json"))
+    assert meta["meta"]["joint_names"] == names and meta["world_model"]["action_dim"] == 7
+    losses = json.load(open(tmp_path / "run" / "III" / "losses.json"))
+    assert sum(losses[-5:]) < sum(losses[:5]), losses                # it learns the new joints
+    kairos("export", str(tmp_path / "art"), "--checkpoint", str(tmp_path / "run" / "artifact"))
+    kairos("verify", str(tmp_path / "art"), "--backend", "onnx")
+    kairos("eval-bag", bags[0], "--artifact", str(tmp_path / "art"), "--backend", "onnx",
+           "--report", str(tmp_path / "eval"))
+    report = json.load(open(tmp_path / "eval" / "report.json"))[0]
+    assert list(report["action_mae_per_joint"]) == names and report["action_mae_rad"] < 1.0

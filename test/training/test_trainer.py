@@ -418,3 +418,35 @@ def test_a_checkpoint_is_on_disk_before_it_is_marked_complete(tmp_path, monkeypa
         assert ("fsync", root) in events[swap:]
         assert sorted(os.listdir(last)) == ["ema.safetensors", "model.safetensors", "optimizer.safetensors",
                                             "trainer.json"]
+
+
+NEW_ROBOT = [f"arm_{i}" for i in range(6)] + ["gripper"]
+
+
+def test_a_new_embodiment_keeps_every_weight_but_the_joint_layers():
+    """init_from with another robot's joints: refused unless new_embodiment is set; with it the joint
+    layers take the new robot's width and start new, and every other weight is the checkpoint's."""
+    from kairos_model.checkpoint import load_checkpoint
+    from training.trainer import JOINT_LAYERS, starting_weights
+    base = {"name": "x", "init_from": "artifacts/tiny_button_press", "stages": []}
+    with pytest.raises(ValueError, match="new_embodiment: true"):
+        starting_weights(recipe_from_dict({**base, "joint_names": NEW_ROBOT}))
+    with pytest.raises(ValueError, match="needs init_from"):
+        recipe_from_dict({"name": "x", "new_embodiment": True, "joint_names": NEW_ROBOT})
+    with pytest.raises(ValueError, match="needs joint_names"):
+        starting_weights(recipe_from_dict({**base, "new_embodiment": True}))
+    _, old = load_checkpoint("artifacts/tiny_button_press")
+    recipe = recipe_from_dict({**base, "new_embodiment": True, "joint_names": NEW_ROBOT})
+    cfg, parts, _ = starting_weights(recipe)
+    assert (cfg.action_dim, cfg.proprio_dim) == (7, 7) and recipe.joint_names == NEW_ROBOT
+    for name in ("vae", "understanding", "world_model"):
+        new_sd, old_sd = parts[name].state_dict(), old[name].state_dict()
+        kept = [k for k in new_sd if not (name == "world_model" and k.startswith(JOINT_LAYERS))]
+        assert kept and all(torch.equal(new_sd[k], old_sd[k]) for k in kept), name
+    wm = parts["world_model"]
+    assert wm.act_in.weight.shape[1] == wm.proprio_in.weight.shape[1] == wm.act_out.lin.weight.shape[0] == 7
+    # the same joint count under other names: the shapes would fit, the joint layers still start new
+    same = [f"j{i}" for i in range(8)]
+    _, parts8, _ = starting_weights(recipe_from_dict({**base, "new_embodiment": True, "joint_names": same}))
+    assert not torch.equal(parts8["world_model"].proprio_in.weight, old["world_model"].proprio_in.weight)
+    assert torch.equal(parts8["world_model"].video_in.weight, old["world_model"].video_in.weight)
