@@ -2,8 +2,9 @@
 (rosbag2 mcap) -> kairos dataset from-bags -> short fine-tune from the committed artifact ->
 kairos export (ONNX) -> kairos eval-bag on the onnx backend: the fine-tuned model's action error on the
 recorded episodes is lower than before fine-tuning. And the same loop for another robot (other joint
-names, another count) with new_embodiment: the joint layers start new, the rest is the artifact's. (The same recorder on the live ROS graph, with
-sqlite3 storage, is exercised by test/kairos_ros/test_sim_act_e2e.py.)"""
+names, another count) with new_embodiment: the joint layers start new, the rest is the artifact's.
+(The same recorder on the live ROS graph, with sqlite3 storage, is exercised by
+test/kairos_ros/test_sim_act_e2e.py.)"""
 import json
 import os
 import subprocess
@@ -11,31 +12,14 @@ import sys
 
 import pytest
 import yaml
-from rclpy.serialization import serialize_message
-from sensor_msgs.msg import Image, JointState
 
-from kairos_ros.core.recorder import EpisodeRecorder, RecorderConfig
-from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
-
-S = 1_000_000_000
+from training.experiments.new_embodiment import record_episodes
 
 
-def record_expert(root, task, variations, names=JOINT_NAMES):
+def record_expert(root, task, variations, names=None):
     """Expert episodes as the recorder writes them; `names`: the joints the robot reports (the first
     len(names) of the Sawyer's, under these names: another robot, as far as the data can tell)."""
-    rec = EpisodeRecorder(RecorderConfig(output_dir=str(root), min_free_mb=0))
-    with MetaWorldSim(SimConfig(task=task)) as sim:
-        for v in variations:
-            frames, joints, _, ok = rollout_expert(sim, v)
-            rec.start_episode(task=sim.instruction)
-            for i, (f, q) in enumerate(zip(frames, joints)):
-                t = S + i * S // 10
-                rec.write("/camera/image_raw", "sensor_msgs/msg/Image", t, serialize_message(
-                    Image(height=64, width=64, encoding="rgb8", step=192, data=f.tobytes())))
-                rec.write("/joint_states", "sensor_msgs/msg/JointState", t, serialize_message(
-                    JointState(name=list(names), position=[float(x) for x in q[:len(names)]])))
-            rec.end_episode(success=ok)
-    return sorted(str(p) for p in root.iterdir() if p.name.startswith("episode_"))
+    return record_episodes(str(root), task, variations, names)
 
 
 def kairos(*args):

@@ -31,14 +31,16 @@ import yaml
 S = 1_000_000_000
 
 
-def record_episodes(root: str, task: str, variations, names) -> list:
-    """Expert episodes of `task` as the recorder writes them, the robot reporting the first
-    len(names) joints of the Sawyer under `names`. Returns the episode directories."""
+def record_episodes(root: str, task: str, variations, names=None) -> list:
+    """Expert episodes of `task` as the recorder writes them (rosbag2 mcap), the robot reporting the
+    first len(names) joints of the Sawyer under `names` (None: all of them, under their own names).
+    Returns the episode directories."""
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import Image, JointState
 
     from kairos_ros.core.recorder import EpisodeRecorder, RecorderConfig
-    from kairos_sim.metaworld_sim import MetaWorldSim, SimConfig, rollout_expert
+    from kairos_sim.metaworld_sim import JOINT_NAMES, MetaWorldSim, SimConfig, rollout_expert
+    names = JOINT_NAMES if names is None else names
     rec = EpisodeRecorder(RecorderConfig(output_dir=root, min_free_mb=0))
     with MetaWorldSim(SimConfig(task=task)) as sim:
         for v in variations:
