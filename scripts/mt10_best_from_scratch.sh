@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds the best MT10 world model (README "Twice / Four times the training steps", "Continued to
+# Rebuilds the best MT10 world model (docs/results/mt10.md "Twice / Four times the training steps", "Continued to
 # 18400 steps", "Continued to 27600 steps") from nothing: the labelled scenes, the held-out first frames, the demonstrations, the
 # keypoint net, then stage III of
 # training/recipes/mt10_cpu_ws_kp_select_200.yaml under a step cap, then the evaluation.
@@ -13,13 +13,13 @@
 #       # the 87.0% run: continues the 18400-step checkpoint (~1 h 45 min more; learning rate restarts at 3.3e-4)
 #   SEED=1 STEPS=9200 OUT=runs/kp200_9200_seed1 bash scripts/mt10_best_from_scratch.sh
 #       # the same stage III with another training seed (batches, noise draws and the initialisation of
-#       # parameters the starting artifact lacks; same data, keypoint net and starting weights): README "A
+#       # parameters the starting artifact lacks; same data, keypoint net and starting weights): docs/results/mt10.md "A
 #       # second training seed at 9200 steps". Pass the same SEED again when continuing such a run (FROM).
 #   SEED=1 STEPS=18400 FROM=runs/kp200_9200_seed1 OUT=runs/kp200_18400_seed1 bash scripts/mt10_best_from_scratch.sh
 #   SEED=1 STEPS=27600 FROM=runs/kp200_18400_seed1 OUT=runs/kp200_27600_seed1 bash scripts/mt10_best_from_scratch.sh
-#       # seed 1 continued as seed 0 was: README "Seed 1 continued to 18400 / 27600 steps"
+#       # seed 1 continued as seed 0 was: docs/results/mt10.md "Seed 1 continued to 18400 / 27600 steps"
 #   SEED=2 STEPS=9200 OUT=runs/kp200_9200_seed2 bash scripts/mt10_best_from_scratch.sh
-#       # a third training seed: README "A third training seed at 9200 steps"
+#       # a third training seed: docs/results/mt10.md "A third training seed at 9200 steps"
 #
 # Every step leaves a DONE marker and is skipped when it is there, so the script can be rerun after
 # an interruption: a step cut half-way is redone from the start (its folder is removed first), and

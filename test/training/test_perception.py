@@ -95,7 +95,7 @@ def test_a_keypoint_net_learns_to_find_a_small_marker_and_lift_it_to_3d(tmp_path
 def test_keypoint_training_is_bit_reproducible_for_a_seed():
     """Same frames, seed and thread count: the same weights bit for bit; another seed: other weights.
     (Another thread count or CPU changes the float reductions and, over thousands of steps, the net:
-    README, "A third seed of all three".)"""
+    docs/results/mt10.md, "A third seed of all three".)"""
     frames, env = _dot_frames(80, np.random.default_rng(0))
 
     def weights(seed):
