@@ -77,3 +77,22 @@ def test_a_new_robot_fine_tunes_from_the_artifact_and_deploys(tmp_path):
            "--report", str(tmp_path / "eval"))
     report = json.load(open(tmp_path / "eval" / "report.json"))[0]
     assert list(report["action_mae_per_joint"]) == names and report["action_mae_rad"] < 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_new_embodiment_experiment_runs_and_a_rerun_reuses_its_runs(tmp_path):
+    """training/experiments/new_embodiment.py (the README's "Another robot" figure), a few steps of it:
+    both runs train, are scored by eval-bag on the held-out bags, and plotted; a rerun retrains nothing."""
+    from training.experiments import new_embodiment
+    out, png = tmp_path / "ne", tmp_path / "ne.png"
+    args = ["--demos", "2", "--heldout", "1", "--steps", "3", "--batch", "2", "--out", str(out), "--plot", str(png)]
+    res = new_embodiment.main(args)
+    assert set(res["runs"]) == {"artifact", "scratch"} and res["joints"] == [f"arm_{i}" for i in range(7)]
+    for r in res["runs"].values():
+        assert 0 < r["heldout_action_mae_rad"] < 1.0 and len(r["heldout_action_mae_per_step"]) > 1
+    assert png.stat().st_size > 10_000
+    cfg = out / "artifact" / "artifact" / "config.json"
+    stamp = cfg.stat().st_mtime_ns
+    again = new_embodiment.main(args)
+    assert cfg.stat().st_mtime_ns == stamp and again["runs"] == res["runs"]

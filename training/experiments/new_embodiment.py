@@ -15,7 +15,10 @@ Both are scored by `kairos eval-bag` on held-out episodes (scenes 10000+ that no
 used): the sampled action chunk against the joint states that followed, streamed frame by frame
 through the engine with its memory. The same on the training steps' loss curves.
 
-    python -m training.experiments.new_embodiment --task drawer-close-v3 --demos 10 --steps 300
+    python -m training.experiments.new_embodiment --task drawer-close-v3 --demos 10 --steps 300 \
+        --plot docs/figures/new_embodiment/drawer_close.png
+
+A rerun with the same --out reuses what is there (bags, dataset, trained runs, evaluations).
 """
 from __future__ import annotations
 
@@ -77,6 +80,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/new_embodiment")
+    ap.add_argument("--plot", default=None, help="a PNG of both runs' loss curves and held-out error per horizon step")
     a = ap.parse_args(argv)
     names = [f"arm_{i}" for i in range(a.joints)]
     os.makedirs(a.out, exist_ok=True)
@@ -99,7 +103,7 @@ def main(argv=None) -> dict:
         "scratch": ({"name": "new_embodiment_scratch", "preset": "tiny",
                      "model": {"action_dim": a.joints, "proprio_dim": a.joints}, **common}, ["--vae-from", a.artifact]),
     }
-    results = {}
+    results, curves = {}, {}
     for name, (recipe, extra) in runs.items():
         run_dir = os.path.join(a.out, name)
         path = os.path.join(a.out, f"{name}.yaml")
@@ -108,8 +112,9 @@ def main(argv=None) -> dict:
         if not os.path.isfile(os.path.join(run_dir, "artifact", "config.json")):
             kairos("train", path, *extra)
         report = os.path.join(a.out, f"{name}_eval")
-        kairos("eval-bag", *held_bags, "--artifact", os.path.join(run_dir, "artifact"), "--backend", "torch",
-               "--report", report)
+        if not os.path.isfile(os.path.join(report, "report.json")):      # a rerun reuses a finished evaluation
+            kairos("eval-bag", *held_bags, "--artifact", os.path.join(run_dir, "artifact"), "--backend", "torch",
+                   "--report", report)
         with open(os.path.join(report, "report.json")) as f:
             per_bag = json.load(f)
         with open(os.path.join(run_dir, "III", "losses.json")) as f:
@@ -117,6 +122,7 @@ def main(argv=None) -> dict:
         with open(os.path.join(run_dir, "metrics.json")) as f:
             seconds = json.load(f)["stages"]["III"]["seconds"]
         k = max(1, len(losses) // 10)
+        curves[name] = losses
         results[name] = {
             "heldout_action_mae_rad": float(np.mean([b["action_mae_rad"] for b in per_bag])),
             "heldout_action_mae_per_step": np.mean([b["action_mae_per_step"] for b in per_bag], axis=0).tolist(),
@@ -128,11 +134,37 @@ def main(argv=None) -> dict:
            "lr": a.lr, "batch": a.batch, "seed": a.seed, "artifact": a.artifact, "runs": results}
     with open(os.path.join(a.out, "new_embodiment.json"), "w") as f:
         json.dump(out, f, indent=1)
+    if a.plot:
+        plot(a, results, curves)
     print(f"{a.task}, {a.joints} joints, {a.demos} demonstrations, {a.steps} steps; {a.heldout} held-out scenes:")
     for name, r in results.items():
         print(f"  {name:9s} action error {r['heldout_action_mae_rad']:.4f} rad, next-frame PSNR "
               f"{r['heldout_future_psnr_db']:.2f} dB, loss {r['loss_first_tenth']:.3f} -> {r['loss_last_tenth']:.3f}")
     return out
+
+
+def plot(a, results: dict, curves: dict) -> None:
+    """Left: each run's training loss (a running mean of 20 steps); right: its held-out action error
+    per step of the action chunk."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (l, r) = plt.subplots(1, 2, figsize=(9, 3.2))
+    label = {"artifact": "from the artifact (new_embodiment)", "scratch": "from nothing (same VAE)"}
+    for name, losses in curves.items():
+        x = np.asarray(losses, dtype=float)
+        w = min(20, len(x))
+        l.plot(np.arange(w, len(x) + 1), np.convolve(x, np.ones(w) / w, mode="valid"), label=label[name])
+        per = results[name]["heldout_action_mae_per_step"]
+        r.plot(np.arange(1, len(per) + 1), per, marker="o", label=f"{label[name]}: {results[name]['heldout_action_mae_rad']:.4f} rad")
+    l.set(xlabel="training step", ylabel="loss (video + action)", yscale="log", title=f"{a.task}, {a.demos} demos, {a.joints} new joints")
+    r.set(xlabel="step of the action chunk", ylabel="action error (rad)", ylim=(0, None),
+          title=f"{a.heldout} held-out episodes (eval-bag)")
+    l.legend(fontsize=8); r.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(a.plot)), exist_ok=True)
+    fig.savefig(a.plot, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
