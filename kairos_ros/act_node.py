@@ -28,7 +28,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from kairos_msgs.msg import ActionChunk, ImaginedFuture
 from kairos_msgs.srv import ResetMemory, SetInstruction
-from kairos_ros.core.act_core import EXPECTED_WAITS, ActConfig, ActCore, check_control_rate, distilled_step_note
+from kairos_ros.core.act_core import ActConfig, ActCore, check_control_rate, distilled_step_note, fault_severity
 from kairos_ros.node_util import declare_parameters
 from kairos_ros.core.image import ImageError, decode_compressed, image_to_rgb
 
@@ -292,7 +292,7 @@ class ActNode(LifecycleNode):
             t0 = time.perf_counter()
             r = self.core.tick(self.now_s())
             for why in r.new_faults:                             # a normal wait is not an error
-                (self.get_logger().info if why in EXPECTED_WAITS else self.get_logger().error)(f"holding: {why}")
+                getattr(self.get_logger(), fault_severity(why))(f"holding: {why}")
             if r.kind in ("trajectory", "hold"):
                 self.publish_command(r.positions)
             chunk_msg = self.publish_chunk(r.prediction) if r.prediction is not None else None
@@ -360,7 +360,8 @@ class ActNode(LifecycleNode):
         r = getattr(self, "last_result", None)
         st = DiagnosticStatus(name="kairos_act: control", hardware_id=self.artifact_id)
         holding = r is not None and r.kind != "trajectory"
-        st.level = DiagnosticStatus.ERROR if holding else DiagnosticStatus.OK
+        severity = fault_severity(r.reason) if holding else "ok"
+        st.level = {"ok": DiagnosticStatus.OK, "error": DiagnosticStatus.ERROR}.get(severity, DiagnosticStatus.WARN)
         st.message = r.reason if holding else "commanding"
         lat = np.asarray(self.latencies or [0.0]) * 1e3
         now = self.now_s()

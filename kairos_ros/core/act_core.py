@@ -85,6 +85,18 @@ def check_control_rate(meta: dict, control_rate_hz: float, where: str = "the art
 WAIT_FRAME_AFTER_RESET = "waiting for the first camera frame after the reset"
 WAIT_JOINTS_FOR_FRAME = "waiting for the joint state that goes with the camera frame"
 EXPECTED_WAITS = frozenset({WAIT_FRAME_AFTER_RESET, WAIT_JOINTS_FOR_FRAME})
+# Nothing received yet: normal while the drivers start (logged as a warning, an error only once a
+# stream that was flowing goes stale or bad). The node still holds; it just has nothing to hold to.
+NO_JOINTS = "no joint state received yet"
+NO_IMAGE = "no camera image received yet"
+NO_INSTRUCTION = "no instruction set"
+STARTUP_WAITS = frozenset({NO_JOINTS, NO_IMAGE, NO_INSTRUCTION})
+
+
+def fault_severity(reason: str) -> str:
+    """How a hold's reason is reported: 'info' (a normal wait inside a running stream), 'warn'
+    (nothing received yet) or 'error' (a fault: stale, malformed, unknown or non-finite input)."""
+    return "info" if reason in EXPECTED_WAITS else "warn" if reason in STARTUP_WAITS else "error"
 
 
 def distilled_step_note(meta: dict, sampler_steps: int, where: str = "the artifact") -> Optional[str]:
@@ -196,7 +208,7 @@ class ActCore:
     # -- one control tick -------------------------------------------------------------------------
     def _fault(self, now: float) -> Optional[str]:
         if self.joints is None:
-            return "no joint state received yet"
+            return NO_JOINTS
         names, pos = self.joints
         why = check_joint_state(self.cfg.joint_names, names, pos, self.cfg.joints_max_age_s, now - self.joints_stamp)
         if why:
@@ -204,11 +216,11 @@ class ActCore:
         if self.image_error:
             return f"camera: {self.image_error}"
         if self.image is None:
-            return "no camera image received yet"
+            return NO_IMAGE
         if now - self.image_stamp > self.cfg.image_max_age_s:
             return f"camera image is {now - self.image_stamp:.3f} s old (max {self.cfg.image_max_age_s} s)"
         if not self.instruction:
-            return "no instruction set"
+            return NO_INSTRUCTION
         joints, gap = self.paired_joints()
         if gap > self.cfg.sync_tolerance_s and not self.joints_in_flight(now):
             return (f"camera frame and nearest joint state are {gap:.3f} s apart "

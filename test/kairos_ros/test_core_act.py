@@ -76,6 +76,26 @@ def test_stale_streams_hold_at_the_current_position(engine):
     assert r.reason not in EXPECTED_WAITS                  # a stale stream is a fault (logged as an error)
 
 
+def test_nothing_received_yet_is_a_warning_a_stream_gone_bad_an_error(engine):
+    from kairos_ros.core.act_core import fault_severity
+    c = core(engine)
+    r = c.tick(0.0)
+    assert r.kind in ("hold", "idle") and r.reason == "no joint state received yet"
+    assert fault_severity(r.reason) == "warn"                              # drivers still starting
+    c.set_joints(MODEL, [0.1] * 7, 0.1)
+    r = c.tick(0.1)
+    assert r.kind == "hold" and r.reason == "no camera image received yet" and fault_severity(r.reason) == "warn"
+    assert np.allclose(r.positions, 0.1)                                  # held where the arm is
+    feed(c, 0.2)
+    assert c.tick(0.2).kind == "trajectory"
+    r = c.tick(5.0)                                                       # both streams stopped
+    assert r.kind == "hold" and fault_severity(r.reason) == "error"
+    c.set_instruction("")
+    feed(c, 5.1)
+    r = c.tick(5.1)
+    assert r.reason == "no instruction set" and fault_severity(r.reason) == "warn"
+
+
 def test_backend_errors_hold_instead_of_crashing(engine):
     class Failing:
         image_size = engine.image_size
