@@ -700,6 +700,9 @@ def load_keypoints(und: nn.Module, recipe: RecipeConfig, cameras: List[str]) -> 
     net.requires_grad_(False)
 
 
+# Kept normalisation vs new data: warn above this reach (Normalization.reach; ~2 for matching data).
+NORM_REACH_WARN = 6.0
+
 # The world model's layers that read or write joint values: what a new robot cannot inherit.
 JOINT_LAYERS = ("proprio_in.", "act_in.", "act_out.")
 
@@ -781,6 +784,14 @@ def run(recipe: RecipeConfig, args) -> dict:
         if init and "proprio" in init[2] and not (recipe.renormalize or recipe.new_embodiment):   # keep its scaling
             kept = Normalization.from_meta(init[2])
             if kept.relative == recipe.relative_actions:
+                reach = kept.reach(norm)
+                if D.main and reach.max() > NORM_REACH_WARN:
+                    far = ", ".join(f"{n} {r:.0f}" for n, r in zip(recipe.joint_names or range(len(reach)), reach)
+                                    if r > NORM_REACH_WARN)
+                    print(f"warning: this data's actions reach far outside the normalisation kept from "
+                          f"{recipe.init_from} (mean offset + 2 std, in its std: {far}; about 2 is a match): "
+                          f"a new task or range of motion? set `renormalize: true` to compute it from this data "
+                          f"(the weights are kept either way)")
                 norm = kept
             elif D.main:
                 print("relative_actions differs from the starting weights' action form: the action "

@@ -450,3 +450,19 @@ def test_a_new_embodiment_keeps_every_weight_but_the_joint_layers():
     _, parts8, _ = starting_weights(recipe_from_dict({**base, "new_embodiment": True, "joint_names": same}))
     assert not torch.equal(parts8["world_model"].proprio_in.weight, old["world_model"].proprio_in.weight)
     assert torch.equal(parts8["world_model"].video_in.weight, old["world_model"].video_in.weight)
+
+
+def test_kept_normalisation_measures_how_far_new_data_reaches():
+    """Normalization.reach: ~2 when the data matches the kept normalisation, far above it for data
+    with another range of motion (the trainer then warns and names renormalize: true)."""
+    from training.data.sources import Normalization
+    rng = np.random.default_rng(0)
+    z = np.zeros(2)
+    kept = Normalization(z, np.ones(2), np.array([0.0, 1.0]), np.array([0.1, 0.02]))
+    same = Normalization(z, np.ones(2), np.array([0.0, 1.0]) + rng.normal(0, 1e-3, 2), np.array([0.1, 0.02]))
+    other = Normalization(z, np.ones(2), np.array([0.05, 1.4]), np.array([0.1, 0.3]))
+    assert np.allclose(kept.reach(same), 2.0, atol=0.1)
+    r = kept.reach(other)
+    assert r[0] < 3 and r[1] > 40                    # the second joint now moves 15x as far
+    from training.trainer import NORM_REACH_WARN
+    assert kept.reach(same).max() < NORM_REACH_WARN < r.max()

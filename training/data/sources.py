@@ -97,6 +97,13 @@ class Normalization:
         return cls(np.array(p["mean"]), np.array(p["std"]), np.array(a["mean"]), np.array(a["std"]),
                    a.get("relative_to") == "joint state")
 
+    def reach(self, data: "Normalization") -> np.ndarray:
+        """[A] per joint: how far `data`'s actions reach in this normalisation's units (|mean offset| +
+        2 std, in this std). About 2 when the data is what this normalisation was computed from; far
+        above it when a checkpoint's kept normalisation meets data with another range of motion (a
+        new task), whose targets the model then sees as outliers tens of std out."""
+        return (np.abs(data.action_mean - self.action_mean) + 2 * data.action_std) / self.action_std
+
     def to_dict(self) -> dict:
         acts = {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()}
         if self.relative:

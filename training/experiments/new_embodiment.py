@@ -18,6 +18,15 @@ through the engine with its memory. The same on the training steps' loss curves.
     python -m training.experiments.new_embodiment --task drawer-close-v3 --demos 10 --steps 300 \
         --plot docs/figures/new_embodiment/drawer_close.png
 
+With --same-robot the robot is the Sawyer under its own joint names, so the question becomes a new
+task on the same robot (the user who records a few demonstrations of their own task): the `artifact`
+run is a plain fine-tune (`init_from`, every weight kept; `renormalize: true`, the joint
+normalisation from the new task's data, whose range of motion differs), and both runs
+are also scored closed loop in the simulator (`kairos evaluate`, held-out scenes, noise seeded per
+scene):
+
+    python -m training.experiments.new_embodiment --same-robot --task door-open-v3 --out runs/new_task
+
 A rerun with the same --out reuses what is there (bags, dataset, trained runs, evaluations).
 """
 from __future__ import annotations
@@ -81,8 +90,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/new_embodiment")
     ap.add_argument("--plot", default=None, help="a PNG of both runs' loss curves and held-out error per horizon step")
+    ap.add_argument("--same-robot", action="store_true",
+                    help="the Sawyer under its own joint names: a new task on the same robot, fine-tuned from the "
+                         "artifact as is (no new_embodiment), and scored closed loop in the simulator too")
+    ap.add_argument("--closed-loop", type=int, default=20,
+                    help="with --same-robot: held-out scenes per run for `kairos evaluate` (0: none)")
     a = ap.parse_args(argv)
-    names = [f"arm_{i}" for i in range(a.joints)]
+    if a.same_robot:
+        from kairos_sim.metaworld_sim import JOINT_NAMES
+        names = list(JOINT_NAMES)
+    else:
+        names = [f"arm_{i}" for i in range(a.joints)]
     os.makedirs(a.out, exist_ok=True)
     train_root, held_root = os.path.join(a.out, "bags_train"), os.path.join(a.out, "bags_heldout")
     if not os.path.isdir(train_root):
@@ -98,10 +116,14 @@ def main(argv=None) -> dict:
              "frames": [12], "warmup": 20, "sources": [{"kind": "lerobot", "path": ds, "actions": True}]}
     common = {"joint_names": names, "seed": a.seed, "ema_decay": 0.99, "checkpoint_every": max(a.steps, 1),
               "eval_episodes": 0, "stages": [stage]}
+    # a new task moves the joints through other ranges than the artifact's, so its normalisation comes
+    # from the new data either way (the trainer warns when a kept one does not fit)
+    start = {"init_from": a.artifact, "renormalize": True} if a.same_robot else \
+        {"init_from": a.artifact, "new_embodiment": True}
     runs = {
-        "artifact": ({"name": "new_embodiment_artifact", "init_from": a.artifact, "new_embodiment": True, **common}, []),
+        "artifact": ({"name": "new_embodiment_artifact", **start, **common}, []),
         "scratch": ({"name": "new_embodiment_scratch", "preset": "tiny",
-                     "model": {"action_dim": a.joints, "proprio_dim": a.joints}, **common}, ["--vae-from", a.artifact]),
+                     "model": {"action_dim": len(names), "proprio_dim": len(names)}, **common}, ["--vae-from", a.artifact]),
     }
     results, curves = {}, {}
     for name, (recipe, extra) in runs.items():
@@ -123,23 +145,35 @@ def main(argv=None) -> dict:
             seconds = json.load(f)["stages"]["III"]["seconds"]
         k = max(1, len(losses) // 10)
         curves[name] = losses
+        loop = {}
+        if a.same_robot and a.closed_loop:
+            loop_dir = os.path.join(a.out, f"{name}_closed_loop")
+            if not os.path.isfile(os.path.join(loop_dir, "report.json")):
+                kairos("evaluate", "--artifact", os.path.join(run_dir, "artifact"), "--tasks", a.task,
+                       "--episodes", str(a.closed_loop), "--seed-per-scene", "--report", loop_dir)
+            with open(os.path.join(loop_dir, "report.json")) as f:
+                eps = [e for task_eps in json.load(f)["episodes"].values() for e in task_eps]
+            loop = {"closed_loop_successes": sum(bool(e["success"]) for e in eps), "closed_loop_episodes": len(eps),
+                    "closed_loop_mean_steps": float(np.mean([e["steps"] for e in eps]))}
         results[name] = {
             "heldout_action_mae_rad": float(np.mean([b["action_mae_rad"] for b in per_bag])),
             "heldout_action_mae_per_step": np.mean([b["action_mae_per_step"] for b in per_bag], axis=0).tolist(),
             "heldout_future_psnr_db": float(np.mean([b["future_psnr_db_per_step"][0] for b in per_bag])),
             "loss_first_tenth": float(np.mean(losses[:k])), "loss_last_tenth": float(np.mean(losses[-k:])),
-            "train_seconds": seconds,
+            "train_seconds": seconds, **loop,
         }
-    out = {"task": a.task, "joints": names, "demos": a.demos, "heldout_scenes": a.heldout, "steps": a.steps,
+    out = {"task": a.task, "same_robot": a.same_robot, "joints": names, "demos": a.demos, "heldout_scenes": a.heldout, "steps": a.steps,
            "lr": a.lr, "batch": a.batch, "seed": a.seed, "artifact": a.artifact, "runs": results}
     with open(os.path.join(a.out, "new_embodiment.json"), "w") as f:
         json.dump(out, f, indent=1)
     if a.plot:
         plot(a, results, curves)
-    print(f"{a.task}, {a.joints} joints, {a.demos} demonstrations, {a.steps} steps; {a.heldout} held-out scenes:")
+    print(f"{a.task}, {len(names)} joints, {a.demos} demonstrations, {a.steps} steps; {a.heldout} held-out scenes:")
     for name, r in results.items():
         print(f"  {name:9s} action error {r['heldout_action_mae_rad']:.4f} rad, next-frame PSNR "
-              f"{r['heldout_future_psnr_db']:.2f} dB, loss {r['loss_first_tenth']:.3f} -> {r['loss_last_tenth']:.3f}")
+              f"{r['heldout_future_psnr_db']:.2f} dB, loss {r['loss_first_tenth']:.3f} -> {r['loss_last_tenth']:.3f}"
+              + (f", closed loop {r['closed_loop_successes']}/{r['closed_loop_episodes']} in "
+                 f"{r['closed_loop_mean_steps']:.1f} steps" if "closed_loop_successes" in r else ""))
     return out
 
 
@@ -150,14 +184,16 @@ def plot(a, results: dict, curves: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (l, r) = plt.subplots(1, 2, figsize=(9, 3.2))
-    label = {"artifact": "from the artifact (new_embodiment)", "scratch": "from nothing (same VAE)"}
+    label = {"artifact": "from the artifact" + ("" if a.same_robot else " (new_embodiment)"),
+             "scratch": "from nothing (same VAE)"}
     for name, losses in curves.items():
         x = np.asarray(losses, dtype=float)
         w = min(20, len(x))
         l.plot(np.arange(w, len(x) + 1), np.convolve(x, np.ones(w) / w, mode="valid"), label=label[name])
         per = results[name]["heldout_action_mae_per_step"]
         r.plot(np.arange(1, len(per) + 1), per, marker="o", label=f"{label[name]}: {results[name]['heldout_action_mae_rad']:.4f} rad")
-    l.set(xlabel="training step", ylabel="loss (video + action)", yscale="log", title=f"{a.task}, {a.demos} demos, {a.joints} new joints")
+    robot = "the same robot" if a.same_robot else f"{a.joints} new joints"
+    l.set(xlabel="training step", ylabel="loss (video + action)", yscale="log", title=f"{a.task}, {a.demos} demos, {robot}")
     r.set(xlabel="step of the action chunk", ylabel="action error (rad)", ylim=(0, None),
           title=f"{a.heldout} held-out episodes (eval-bag)")
     l.legend(fontsize=8); r.legend(fontsize=8)
