@@ -96,3 +96,19 @@ def test_the_new_embodiment_experiment_runs_and_a_rerun_reuses_its_runs(tmp_path
     stamp = cfg.stat().st_mtime_ns
     again = new_embodiment.main(args)
     assert cfg.stat().st_mtime_ns == stamp and again["runs"] == res["runs"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_new_task_experiment_scores_both_runs_closed_loop(tmp_path):
+    """The same experiment with --same-robot: the Sawyer's own joints, a plain fine-tune with the
+    normalisation from the new data, and each run also scored closed loop by kairos evaluate."""
+    from training.experiments import new_embodiment
+    res = new_embodiment.main(["--same-robot", "--demos", "2", "--heldout", "1", "--steps", "3", "--batch", "2",
+                               "--closed-loop", "2", "--out", str(tmp_path / "nt")])
+    assert res["same_robot"] and len(res["joints"]) == 8
+    for r in res["runs"].values():
+        assert r["closed_loop_episodes"] == 2 and 0 <= r["closed_loop_successes"] <= 2
+    with open(tmp_path / "nt" / "artifact.yaml") as f:
+        recipe = yaml.safe_load(f)
+    assert recipe["renormalize"] is True and "new_embodiment" not in recipe
