@@ -86,7 +86,8 @@ WAIT_FRAME_AFTER_RESET = "waiting for the first camera frame after the reset"
 WAIT_JOINTS_FOR_FRAME = "waiting for the joint state that goes with the camera frame"
 EXPECTED_WAITS = frozenset({WAIT_FRAME_AFTER_RESET, WAIT_JOINTS_FOR_FRAME})
 # Nothing received yet: normal while the drivers start (logged as a warning, an error only once a
-# stream that was flowing goes stale or bad). The node still holds; it just has nothing to hold to.
+# stream that was flowing goes stale or bad). The node holds the arm where it is, and before any
+# joint state, when there is no position to hold, commands nothing.
 NO_JOINTS = "no joint state received yet"
 NO_IMAGE = "no camera image received yet"
 NO_INSTRUCTION = "no instruction set"
