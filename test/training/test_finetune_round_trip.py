@@ -16,12 +16,6 @@ import yaml
 from training.experiments.new_embodiment import record_episodes
 
 
-def record_expert(root, task, variations, names=None):
-    """Expert episodes as the recorder writes them; `names`: the joints the robot reports (the first
-    len(names) of the Sawyer's, under these names: another robot, as far as the data can tell)."""
-    return record_episodes(str(root), task, variations, names)
-
-
 def kairos(*args):
     r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "kairos"), *args], capture_output=True,
                        text=True, timeout=900)
@@ -32,7 +26,7 @@ def kairos(*args):
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_record_convert_finetune_export_evaluate(tmp_path):
-    bags = record_expert(tmp_path / "bags", "drawer-open-v3", [0, 1, 2])
+    bags = record_episodes(str(tmp_path / "bags"), "drawer-open-v3", [0, 1, 2])
     kairos("dataset", "from-bags", *bags, "--out", str(tmp_path / "ds"))
     recipe = yaml.safe_load(open("training/recipes/finetune.yaml"))
     recipe["stages"][0].update(steps=40, batch=4, frames=[8], warmup=5)
@@ -53,7 +47,7 @@ def test_record_convert_finetune_export_evaluate(tmp_path):
 @pytest.mark.timeout(1200)
 def test_a_new_robot_fine_tunes_from_the_artifact_and_deploys(tmp_path):
     names = [f"arm_{i}" for i in range(6)] + ["wrist"]            # 7 joints, none of them the artifact's 8
-    bags = record_expert(tmp_path / "bags", "drawer-open-v3", [0, 1], names)
+    bags = record_episodes(str(tmp_path / "bags"), "drawer-open-v3", [0, 1], names)   # another robot, as far as the data can tell
     kairos("dataset", "from-bags", *bags, "--out", str(tmp_path / "ds"), "--joints", *names)
     recipe = yaml.safe_load(open("training/recipes/finetune.yaml"))
     recipe["stages"][0].update(steps=30, batch=4, frames=[8], warmup=5)
