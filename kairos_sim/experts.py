@@ -9,7 +9,7 @@ wall on one side, left or right, drawn per scene from its variation number, so n
 tells which. The demonstrations are therefore bimodal: for the same first frame half go left and half
 go right, and their average (straight ahead) runs into the wall. That is the case where a flow
 sampler with too few steps lands between the modes, which a distilled few-step student should not
-(issue 8, README "Few-step distillation", "two ways round a wall").
+(issue 8, docs/results/distillation.md, "A teacher that needs its steps: two ways round a wall").
 
 The policy reads Meta-World's observation vector like Meta-World's own policies (hand at [0:3], goal
 at [-3:]) and moves the hand with their proportional `move` (clipped to 1 cm per physics step).

@@ -102,10 +102,10 @@ def fault_severity(reason: str) -> str:
 
 def distilled_step_note(meta: dict, sampler_steps: int, where: str = "the artifact") -> Optional[str]:
     """A distilled student (meta['distilled'], written by `kairos distill`) learned to sample in its own
-    number of steps (meta['sampler_steps']); other step counts are not what it was trained for (README,
-    "The main job runs the one-step student"). Returns a warning to log when sampler_steps differs,
-    else None. Not an error: more steps are still a
-    valid sampler, and a user may measure them."""
+    number of steps (meta['sampler_steps']); other step counts are not what it was trained for
+    (docs/results/distillation.md, "The main job runs the one-step student"). Returns a warning to log
+    when sampler_steps differs, else None. Not an error: more steps are still a valid sampler, and a
+    user may measure them."""
     distilled = meta.get("distilled")
     own = meta.get("sampler_steps")
     if not distilled or own is None or int(own) == int(sampler_steps):
