@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_util import section_link  # noqa: E402
 from paired_evals import compare, load  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "figures", "distill")
-NOTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results", "distillation.md")
 WALL = "two ways round a wall"
 
 # (what is compared, bench JSON or None, (student label, steps), paired reports (student, teacher same
@@ -53,15 +52,7 @@ GOALS = [
 
 
 def link(section: str) -> str:
-    """A markdown link to the section of docs/results/distillation.md whose heading starts with
-    `section` (GitHub's anchor); an error if there is none, so a renamed section cannot leave a dead link."""
-    with open(NOTES) as f:
-        heads = [ln[3:].strip() for ln in f if ln.startswith("## ")]
-    found = [h for h in heads if h.startswith(section)]
-    if not found:
-        raise SystemExit(f"docs/results/distillation.md has no section starting with {section!r}")
-    anchor = re.sub(r"[^a-z0-9 -]", "", found[0].lower()).replace(" ", "-")
-    return f"[{section}](docs/results/distillation.md#{anchor})"
+    return section_link("docs/results/distillation.md", section)
 
 
 def bench(name: str) -> list:

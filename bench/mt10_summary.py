@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_util import section_link  # noqa: E402
 from paired_evals import compare, load, per_task  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "figures", "mt10")
@@ -60,19 +60,10 @@ def group(paths: list) -> dict:
     return {(i,) + k: v for i, p in enumerate(paths) for k, v in load(p).items()}
 
 
-NOTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results", "mt10.md")
 
 
 def link(section: str) -> str:
-    """A markdown link to the section of docs/results/mt10.md whose heading starts with `section`
-    (GitHub's heading anchor); an error if there is none, so a renamed section cannot leave a dead link."""
-    with open(NOTES) as f:
-        heads = [ln[3:].strip() for ln in f if ln.startswith("## ")]
-    found = [h for h in heads if h.startswith(section)]
-    if not found:
-        raise SystemExit(f"docs/results/mt10.md has no section starting with {section!r}")
-    anchor = re.sub(r"[^a-z0-9 -]", "", found[0].lower()).replace(" ", "-")
-    return f"[{section}](docs/results/mt10.md#{anchor})"
+    return section_link("docs/results/mt10.md", section)
 
 
 def row(label: str, cells: list, section: str) -> str:

@@ -615,14 +615,27 @@ def stage_env_norms(recipe: RecipeConfig, cache: dict, D: Dist) -> Dict[str, Env
 
 
 # -- the run --------------------------------------------------------------------------------------------
-def vae_loss_fn(vae: nn.Module, mix: Mixture, batch: int, per_frame: bool, seed: int, D: Dist) -> Callable:
+def random_crops(x_btchw: torch.Tensor, crop: int, rng: np.random.Generator) -> torch.Tensor:
+    """One random crop x crop window per clip (the same for all its frames): [B, T, C, H, W] ->
+    [B, T, C, crop, crop]."""
+    H, W = x_btchw.shape[-2:]
+    if not 0 < crop <= min(H, W):
+        raise ValueError(f"crop {crop} does not fit frames of {H}x{W}")
+    ys, xs = rng.integers(0, H - crop + 1, len(x_btchw)), rng.integers(0, W - crop + 1, len(x_btchw))
+    return torch.stack([c[..., y:y + crop, x:x + crop] for c, y, x in zip(x_btchw, ys, xs)])
+
+
+def vae_loss_fn(vae: nn.Module, mix: Mixture, batch: int, per_frame: bool, seed: int, D: Dist,
+                crop: Optional[int] = None) -> Callable:
     """The VAE's train_loop loss: `batch` 5-frame clips from `mix` per step (split into single frames
-    when per_frame), reconstruction + KL."""
+    when per_frame; cut to random crop x crop windows when crop), reconstruction + KL."""
     def vae_loss(model, step, micro):
         rng, gen = _rng(seed, D.rank, 0, step, micro)
         x = mix.sample(rng, batch, 5).frames.to(D.device)       # [B, 5, 3, S, S]
         if per_frame:
             x = x.flatten(0, 1).unsqueeze(1)                      # [5B, 1, 3, S, S]
+        if crop:
+            x = random_crops(x, crop, rng)                        # [., ., 3, crop, crop]
         loss, parts = vae.loss_from(x, *model(x, gen))          # forward through the DDP wrapper
         return loss, {"mse": parts["mse"]}
     return vae_loss
@@ -641,7 +654,7 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         srcs = [build_source(s, recipe, cfg, 64, norm_dummy, D, cache) for s in vc.sources]
         mix = Mixture(srcs, [s.weight for s in vc.sources])
 
-        res = train_loop("vae", vae, vae_loss_fn(vae, mix, vc.batch, vc.per_frame, recipe.seed, D), vc.steps, vc.lr, 50, vdir, D, ema_decay=recipe.ema_decay,
+        res = train_loop("vae", vae, vae_loss_fn(vae, mix, vc.batch, vc.per_frame, recipe.seed, D, vc.crop), vc.steps, vc.lr, 50, vdir, D, ema_decay=recipe.ema_decay,
                          checkpoint_every=recipe.checkpoint_every, samples_per_step=vc.batch, fsdp=False,
                          stop_after=args.stop_after if args.stop_stage == "vae" else None)
         if D.main:

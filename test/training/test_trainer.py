@@ -320,11 +320,33 @@ def test_vae_budget_experiment_trains_and_reports_its_heldout_psnr(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(d))
     out = vae_budget(["--recipe", str(recipe), "--data-out", str(tmp_path), "--minutes", "0.05",
-                      "--threads", "1", "--name", "t"])
-    assert out["steps"] > 0 and out["parameters"] > 100_000
-    assert 5 < out["heldout_psnr_db"] < 40
+                      "--threads", "1", "--name", "t", "--crop", "32", "--save", str(tmp_path / "vae")])
+    assert out["steps"] > 0 and out["parameters"] > 100_000 and out["crop"] == 32
+    assert 5 < out["heldout_psnr_db"] < 40                    # trained on 32 px crops, scored on whole frames
     with open(tmp_path / "t.json") as f:
         assert json.load(f)["heldout_psnr_db"] == out["heldout_psnr_db"]
+    from safetensors.torch import load_file
+    from kairos_model.vae import VAE_PRESETS, VideoVAE
+    VideoVAE(VAE_PRESETS["tiny"]).load_state_dict(load_file(str(tmp_path / "vae" / "vae.safetensors")))
+
+
+def test_vae_crops_are_windows_of_each_clip_shared_by_its_frames():
+    """VAE training on crops (vae.crop): each clip gets one random window, the same on all its frames,
+    anywhere in the frame; a crop larger than the frame is an error."""
+    from training.trainer import random_crops
+    x = torch.arange(3 * 2 * 3 * 8 * 8, dtype=torch.float32).view(3, 2, 3, 8, 8)     # [B, T, C, H, W]
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        c = random_crops(x, 4, rng)
+        assert c.shape == (3, 2, 3, 4, 4)
+        for b in range(3):
+            y0, x0 = divmod(int(c[b, 0, 0, 0, 0] - x[b, 0, 0, 0, 0]), 8)                # where the window starts
+            assert torch.equal(c[b], x[b, :, :, y0:y0 + 4, x0:x0 + 4])                 # every frame, one window
+            seen.add((y0, x0))
+    assert len(seen) > 10 and all(0 <= y0 <= 4 and 0 <= x0 <= 4 for y0, x0 in seen)      # spread over the frame
+    with pytest.raises(ValueError, match="does not fit"):
+        random_crops(x, 16, rng)
 
 
 def test_a_crash_during_a_checkpoint_swap_loses_no_checkpoint(tmp_path, capsys):
