@@ -60,8 +60,6 @@ def group(paths: list) -> dict:
     return {(i,) + k: v for i, p in enumerate(paths) for k, v in load(p).items()}
 
 
-
-
 def link(section: str) -> str:
     return section_link("docs/results/mt10.md", section)
 

@@ -629,6 +629,10 @@ def vae_loss_fn(vae: nn.Module, mix: Mixture, batch: int, per_frame: bool, seed:
                 crop: Optional[int] = None) -> Callable:
     """The VAE's train_loop loss: `batch` 5-frame clips from `mix` per step (split into single frames
     when per_frame; cut to random crop x crop windows when crop), reconstruction + KL."""
+    if crop and crop % vae.cfg.spatial_down:
+        raise ValueError(f"vae.crop {crop} must be a multiple of the VAE's spatial downsampling "
+                         f"({vae.cfg.spatial_down}): the windows are encoded whole")
+
     def vae_loss(model, step, micro):
         rng, gen = _rng(seed, D.rank, 0, step, micro)
         x = mix.sample(rng, batch, 5).frames.to(D.device)       # [B, 5, 3, S, S]

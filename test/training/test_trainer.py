@@ -347,6 +347,10 @@ def test_vae_crops_are_windows_of_each_clip_shared_by_its_frames():
     assert len(seen) > 10 and all(0 <= y0 <= 4 and 0 <= x0 <= 4 for y0, x0 in seen)      # spread over the frame
     with pytest.raises(ValueError, match="does not fit"):
         random_crops(x, 16, rng)
+    from kairos_model.vae import VAE_PRESETS, VideoVAE
+    from training.trainer import Dist, vae_loss_fn
+    with pytest.raises(ValueError, match="multiple of the VAE's spatial downsampling"):
+        vae_loss_fn(VideoVAE(VAE_PRESETS["tiny"]), None, 4, True, 0, Dist(), crop=20)
 
 
 def test_a_crash_during_a_checkpoint_swap_loses_no_checkpoint(tmp_path, capsys):
