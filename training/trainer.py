@@ -688,10 +688,13 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
 
 def model_config(recipe: RecipeConfig, init=None) -> WorldModelConfig:
     """The world model's config: the preset (or the starting checkpoint's) with the recipe's `model`
-    overrides; `und` is a dict of UnderstandingConfig fields merged into the base's."""
+    overrides; `und` and `shift` are dicts of UnderstandingConfig / flow.ShiftConfig fields merged into
+    the base's."""
     from dataclasses import replace
     base = init[0] if init else WorldModelConfig.preset(recipe.preset)
     over = dict(recipe.model)
+    if isinstance(over.get("shift"), dict):
+        over["shift"] = replace(base.shift, **over["shift"])
     und = dict(over.get("und", {}))
     if recipe.keypoints_from:
         from training.perception import read_keypoint_doc
