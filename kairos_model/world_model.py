@@ -52,9 +52,7 @@ class WorldModelConfig:
     proprio_dim: joint-state size. und: understanding encoder (its dim is forced to memory.dim).
     mlp_ratio: FFN hidden / width. shift: the shape-aware timestep shift. video_weight and
     action_weight: loss weights. text_dropout: training probability of hiding the instruction (CFG).
-    vae: the VAE preset the model works with. video_residual: the video flow runs on the change from
-    the anchor frame's latent (z_future - z_anchor) instead of the latent itself, so "nothing moves"
-    is the zero the predictor starts from; the velocity's interface stays in absolute latents."""
+    vae: the VAE preset the model works with."""
     memory: HybridMemoryConfig = field(default_factory=lambda: HybridMemoryConfig(dim=128, heads=4, head_dim=32))
     latent_channels: int = 16
     latent_hw: Tuple[int, int] = (8, 8)
@@ -70,7 +68,6 @@ class WorldModelConfig:
     action_weight: float = 1.0
     text_dropout: float = 0.1
     vae: str = "tiny"
-    video_residual: bool = False
 
     def __post_init__(self):
         self.latent_hw = tuple(self.latent_hw)
@@ -195,13 +192,11 @@ class LayerContext:
 @dataclass
 class Context:
     """Output of encode_context: per-layer LayerContext, the number of und tokens M, the text-token
-    count inside them, and the final obs features [B, T, N, C]. latents: the observed latents
-    [B, T, C_lat, h, w] the context was built from (read by video_residual models; None otherwise)."""
+    count inside them, and the final obs features [B, T, N, C]."""
     layers: List[LayerContext]
     und_tokens: int
     text_tokens: int
     obs: torch.Tensor
-    latents: Optional[torch.Tensor] = None
 
 
 def joint_mask(n_und: int, n_text: int, n_obs: int, n_pred: int, hide_text: Optional[torch.Tensor] = None,
@@ -386,7 +381,7 @@ class KairosWorldModel(nn.Module):
             und, obs, lctx, s = blk.context(und, obs, t0, None if state is None else state.layers[i])
             layers.append(lctx)
             new_state.append(s)
-        ctx = Context(layers, und_tokens.shape[2], cfg.und.text_tokens, obs, obs_latents)
+        ctx = Context(layers, und_tokens.shape[2], cfg.und.text_tokens, obs)
         return ctx, (None if state is None else HybridState(new_state))
 
     # -- prediction ------------------------------------------------------------------------------
@@ -404,14 +399,6 @@ class KairosWorldModel(nn.Module):
             raise ValueError(f"act must be [B, P, H, A] = {(B, P, cfg.action_horizon, cfg.action_dim)}, "
                              f"got {tuple(act.shape)}")
         G = B * P
-        anchor = None
-        if cfg.video_residual:
-            # z_s = (1 - s) (z0 - a) + s eps + (1 - s) a: the network sees the noised change from the
-            # anchor latent a, and eps - z0 = (eps - (z0 - a)) - a turns its velocity back
-            if ctx.latents is None:
-                raise ValueError("a video_residual model needs the context's latents (Context.latents)")
-            anchor = ctx.latents[:, anchors].unsqueeze(2).to(fut.dtype)                # [B, P, 1, C, h, w]
-            fut = fut - (1 - sigma.view(B, P, 1, 1, 1, 1).to(fut.dtype)) * anchor
         t_emb = self.t_embed(sigma.reshape(G))
         f_tok = self.video_in(self.patchify(fut))                                    # [B, P, F, N_v, C]
         f_tok = (f_tok + self.spatial_pos + self.future_pos[:, None]).reshape(G, -1, cfg.dim)
@@ -428,8 +415,6 @@ class KairosWorldModel(nn.Module):
             f_tok, a_tok = blk.predict(f_tok, a_tok, t_emb, k, v, pred_mask)
         v_fut = self.unpatchify(self.video_out(f_tok, t_emb).reshape(B, P, cfg.future_frames,
                                                                       cfg.video_tokens, -1))
-        if anchor is not None:
-            v_fut = v_fut - anchor
         v_act = None
         if act is not None:
             v_act = self.act_out(a_tok, t_emb).reshape(B, P, cfg.action_horizon, cfg.action_dim)

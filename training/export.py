@@ -12,7 +12,6 @@ Graphs (all batch 1, the robot's case; shapes are fixed by the model config):
     context_step.onnx   latent, image_tokens, text_tokens, proprio [1, J], state.* (the memory)
                                                              -> ctx_k, ctx_v [L, M+N, H, D], new_state.*
     denoise_step.onnx   ctx_k, ctx_v, fut [1, F, C_lat, h, w], act [1, Hz, A], sigma [1], text_visible [1]
-                        (+ latent [1, C_lat, h, w] for a video_residual model)
                                                              -> v_fut, v_act (the flow velocity)
     vae_decoder.onnx    latents [F, C_lat, h, w]              -> frames [F, 3, H, W]
 
@@ -126,17 +125,15 @@ class ContextStepGraph(nn.Module):
 
 
 class DenoiseStepGraph(nn.Module):
-    """The flow velocity of the prediction tokens given the step's context (and, for a video_residual
-    model, the step's observed latent [1, C_lat, h, w], the anchor its video flow is relative to)."""
+    """The flow velocity of the prediction tokens given the step's context."""
 
     def __init__(self, model: KairosWorldModel, und_tokens: int):
         super().__init__()
         self.model, self.und_tokens = model, und_tokens
 
-    def forward(self, ctx_k, ctx_v, fut, act, sigma, text_visible, latent=None):
+    def forward(self, ctx_k, ctx_v, fut, act, sigma, text_visible):
         layers = [LayerContext(ctx_k[i][None, None], ctx_v[i][None, None]) for i in range(ctx_k.shape[0])]
-        ctx = Context(layers, self.und_tokens, self.model.cfg.und.text_tokens, ctx_k.new_zeros(1, 1, 1, 1),
-                      None if latent is None else latent.unsqueeze(1))
+        ctx = Context(layers, self.und_tokens, self.model.cfg.und.text_tokens, ctx_k.new_zeros(1, 1, 1, 1))
         anchors = torch.zeros(1, dtype=torch.long)
         vf, va = self.model.velocity(ctx, anchors, fut.unsqueeze(1), act.unsqueeze(1), sigma.view(1, 1),
                                      hide_text=~text_visible.view(1, 1))
@@ -176,7 +173,7 @@ def _example_inputs(cfg, parts, latent_scale) -> Dict[str, Tuple[Tuple[str, ...]
     if und.cfg.keypoint_hold:
         held, held_conf = und.image.init_hold(1)
         frame = (("image",) + HOLD_NAMES, (image, torch.rand_like(held), torch.rand_like(held_conf)))
-    graphs = {
+    return {
         "text_encoder": (("ids",), (ids,)),
         "frame_encoder": frame,
         "context_step": (("latent", "image_tokens", "text_tokens", "proprio") + state_names,
@@ -189,10 +186,6 @@ def _example_inputs(cfg, parts, latent_scale) -> Dict[str, Tuple[Tuple[str, ...]
                           torch.tensor([0.5]), torch.tensor([True]))),
         "vae_decoder": (("latents",), (torch.randn(cfg.future_frames, c, h, w, generator=g),)),
     }
-    if cfg.video_residual:                  # its video flow is relative to the step's observed latent
-        names, args = graphs["denoise_step"]
-        graphs["denoise_step"] = (names + ("latent",), args + (torch.randn(1, c, h, w, generator=g),))
-    return graphs
 
 
 HOLD_NAMES = ("kp_held", "kp_held_conf")      # the frame encoder's state with und.keypoint_hold

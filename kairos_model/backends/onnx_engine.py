@@ -153,7 +153,6 @@ class OnnxEngine:
             feeds.update(self.state)
             out = self._run("context_step", feeds)
             self._ctx = (out[0], out[1])
-            self._latent = latent                           # a video_residual model's anchor
             self.state = {name: a for (name, _, _), a in zip(self.state_spec, out[2:])}
             t["memory_update"] = time.perf_counter()
         elif self._ctx is None:
@@ -180,8 +179,6 @@ class OnnxEngine:
         for s, s_next in zip(sigmas[:-1], sigmas[1:]):
             base = {"ctx_k": ctx_k, "ctx_v": ctx_v, "fut": fut.numpy(), "act": act.numpy(),
                     "sigma": s.reshape(1).numpy()}
-            if cfg.video_residual:
-                base["latent"] = self._latent
             vf, va = (torch.from_numpy(x) for x in self._run("denoise_step", {**base, "text_visible": visible}))
             if self.cfg_scale != 1.0:
                 uf, ua = (torch.from_numpy(x) for x in self._run("denoise_step", {**base, "text_visible": hidden}))

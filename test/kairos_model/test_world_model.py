@@ -57,37 +57,6 @@ def test_streaming_context_and_velocities_equal_the_training_form():
             assert (vf_full - vf_str).abs().max() < 1e-9 and (va_full - va_str).abs().max() < 1e-9
 
 
-def test_a_residual_model_is_the_plain_flow_on_the_change_from_the_anchor_frame():
-    """video_residual: the same network, fed z_s - (1 - s) a, is flow matching on z0 - a; its velocity
-    in absolute latents is the plain one minus a, so the sampler's endpoint is a + the change sampled."""
-    plain = perturbed_model(small_cfg()).eval()
-    res = perturbed_model(small_cfg(video_residual=True)).eval()
-    res.load_state_dict(plain.state_dict())
-    lat, pro, und, act = inputs(cfg := res.cfg)
-    B, T = lat.shape[:2]
-    g = torch.Generator().manual_seed(1)
-    anchors = torch.tensor([1, 4])
-    change = torch.randn(B, 2, cfg.future_frames, cfg.latent_channels, *cfg.latent_hw, generator=g, dtype=torch.float64)
-    eps = torch.randn(change.shape, generator=g, dtype=torch.float64)
-    a = torch.randn(B, 2, cfg.action_horizon, cfg.action_dim, generator=g, dtype=torch.float64)
-    sigma = torch.tensor([[0.9, 0.3]] * B, dtype=torch.float64)
-    s = sigma.view(B, 2, 1, 1, 1, 1)
-    anchor = lat[:, anchors].unsqueeze(2)                                    # [B, P, 1, C, h, w]
-    with torch.no_grad():
-        ctx, _ = plain.encode_context(lat, pro, und)
-        vf_res, va_res = res.velocity(ctx, anchors, (1 - s) * (change + anchor) + s * eps, a, sigma)
-        vf_plain, va_plain = plain.velocity(ctx, anchors, (1 - s) * change + s * eps, a, sigma)
-        assert (vf_res - (vf_plain - anchor)).abs().max() < 1e-9 and (va_res - va_plain).abs().max() < 1e-12
-        fut_res, _ = res.sample(ctx, anchors, steps=3, with_actions=False, generator=torch.Generator().manual_seed(2))
-        fut_plain, _ = plain.sample(ctx, anchors, steps=3, with_actions=False, generator=torch.Generator().manual_seed(2))
-        assert (fut_res - (fut_plain + anchor)).abs().max() < 1e-6
-    with torch.no_grad():
-        ctx_r, _ = res.encode_context(lat, pro, und)
-        ctx_r.latents = None
-        with pytest.raises(ValueError, match="needs the context's latents"):
-            res.velocity(ctx_r, anchors, eps, a, sigma)
-
-
 def test_unified_mask_leaks_no_future_and_keeps_context_clean():
     cfg = small_cfg()
     m = perturbed_model(cfg)

@@ -293,9 +293,9 @@ def test_model_overrides_apply_on_a_starting_checkpoint_when_its_weights_fit():
     build_parts(cfg)["understanding"].load_state_dict(init_parts["understanding"].state_dict())
     r2 = recipe_from_dict({"name": "x", "stages": [], "model": {"und": {"image_tokens": 9}}})
     assert model_config(r2).und.image_tokens == 9 and model_config(r2).und.text_tokens == 4
-    r3 = recipe_from_dict({"name": "x", "stages": [], "model": {"video_residual": True, "shift": {"f_min": -1.27}}})
+    r3 = recipe_from_dict({"name": "x", "stages": [], "model": {"shift": {"f_min": -1.27}}})
     cfg3 = model_config(r3)          # `shift` merges into the preset's ShiftConfig like `und`
-    assert cfg3.video_residual and cfg3.shift.f_min == -1.27 and cfg3.shift.f_max == init_cfg.shift.f_max
+    assert cfg3.shift.f_min == -1.27 and cfg3.shift.f_max == init_cfg.shift.f_max
 
 
 def test_stage_overrides_set_one_stage_and_refuse_what_is_not_there():
