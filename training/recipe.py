@@ -114,8 +114,8 @@ class VAEStageConfig:
 class RecipeConfig:
     """preset + model overrides: the world model (WorldModelConfig field -> value; `und` and `shift`
     take dicts of UnderstandingConfig / flow.ShiftConfig fields). joint_names: the model's
-    action/proprio order. out: run directory. ema_decay: EMA of weights (what is exported; the largest decay: it warms up as
-    (1+t)/(10+t) from the stage's first step). eval_episodes: held-out episodes for the
+    action/proprio order. out: run directory. ema_decay: EMA of weights (what is exported; the
+    largest decay: it warms up as (1+t)/(10+t) from the stage's first step). eval_episodes: held-out episodes for the
     end-of-training metrics. fsdp: shard with FSDP instead of DDP when run under torchrun.
     init_from: a checkpoint/artifact to start from (fine-tuning): its config, weights, VAE, latent
     scale and normalisation are kept; `model` overrides then apply on top of its config, and its
