@@ -217,3 +217,32 @@ def test_tensorrt_engines_agree_with_onnxruntime(exported_default):
     r = load_engine(path, backend="tensorrt", sampler_steps=2).engine
     diffs = [np.abs(o.step(obs).actions - r.step(obs).actions).max() for obs in observations(50)]
     assert max(diffs) < 5e-2, max(diffs)          # fp16 engines
+
+
+def test_the_vae_graphs_with_the_color_shortcut_export_and_agree(tmp_path):
+    """A model whose VAE has the colour shortcut (preset tiny_shortcut): its frame encoder and VAE
+    decoder graphs export, and onnxruntime agrees with torch on them."""
+    import onnxruntime as ort
+    from dataclasses import replace
+    from kairos_model.checkpoint import build_parts
+    from training.export import FrameEncoderGraph, VAEDecoderGraph
+    torch.manual_seed(0)
+    cfg = replace(WorldModelConfig.preset("tiny"), vae="tiny_shortcut")
+    parts = build_parts(cfg)
+    for p in parts.values():
+        p.eval()
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 3, 64, 64, generator=g)
+    latents = torch.randn(cfg.future_frames, cfg.latent_channels, *cfg.latent_hw, generator=g)
+    for mod, args, ins, outs in ((FrameEncoderGraph(parts["vae"], parts["understanding"], 1.7), (image,),
+                                  ["image"], ["latent", "image_tokens"]),
+                                 (VAEDecoderGraph(parts["vae"], 1.7), (latents,), ["latents"], ["frames"])):
+        path = str(tmp_path / f"{type(mod).__name__}.onnx")
+        with torch.no_grad():
+            torch.onnx.export(mod, args, path, input_names=ins, output_names=outs, opset_version=18,
+                              dynamo=True, verbose=False, optimize=True)
+            want = mod(*args)
+        got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
+            None, {n: a.numpy() for n, a in zip(ins, args)})
+        for w, o in zip(want if isinstance(want, tuple) else (want,), got):
+            assert np.abs(w.numpy() - o).max() < 1e-4

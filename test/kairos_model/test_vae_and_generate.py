@@ -11,17 +11,18 @@ from kairos_model.vae import VAE_PRESETS, CausalTemporalConv, VAEStreamState, Vi
 from kairos_model.world_model import WorldModelConfig
 
 
-def vae_with_temporal_weights():
+def vae_with_temporal_weights(preset="tiny"):
     torch.manual_seed(0)
-    v = VideoVAE(VAE_PRESETS["tiny"]).eval()
+    v = VideoVAE(VAE_PRESETS[preset]).eval()
     for m in v.modules():                      # zero-initialised residuals would make causality trivial
         if isinstance(m, CausalTemporalConv):
             torch.nn.init.normal_(m.conv.weight, std=0.1)
     return v
 
 
-def test_vae_shapes_and_single_images():
-    v = vae_with_temporal_weights()
+@pytest.mark.parametrize("preset", ["tiny", "tiny_shortcut"])
+def test_vae_shapes_and_single_images(preset):
+    v = vae_with_temporal_weights(preset)
     x = torch.rand(2, 9, 3, 64, 64)
     mu, logvar = v.encode(x)
     assert mu.shape == logvar.shape == (2, 3, 16, 8, 8)
@@ -30,8 +31,9 @@ def test_vae_shapes_and_single_images():
     assert mu1.shape == (2, 1, 16, 8, 8) and torch.allclose(mu1[:, 0], mu[:, 0], atol=1e-5)
 
 
-def test_vae_is_causal_and_piecewise_equals_whole():
-    v = vae_with_temporal_weights()
+@pytest.mark.parametrize("preset", ["tiny", "tiny_shortcut"])
+def test_vae_is_causal_and_piecewise_equals_whole(preset):
+    v = vae_with_temporal_weights(preset)
     x = torch.rand(1, 13, 3, 64, 64, requires_grad=True)
     mu, _ = v.encode(x)
     for j in range(mu.shape[1]):               # latent j sees frames <= 4j only
@@ -46,6 +48,38 @@ def test_vae_is_causal_and_piecewise_equals_whole():
         st = VAEStreamState()
         dec = torch.cat([v.decode(mu[:, :1], st), v.decode(mu[:, 1:2], st), v.decode(mu[:, 2:], st)], 1)
         assert (dec - v.decode(mu)).abs().max() < 1e-5
+
+
+def test_color_shortcut_carries_patch_colors_through_the_latent():
+    """With both networks' outputs zeroed, channels 0-2 of the latent hold each 8x8 patch's colour
+    (single images and 4-frame packs) and the shortcut alone reconstructs a flat frame exactly."""
+    v = VideoVAE(VAE_PRESETS["tiny_shortcut"]).eval()
+    with torch.no_grad():
+        for conv in (v.enc_out[-1], v.dec2d[-2]):
+            conv.weight.zero_()
+            conv.bias.zero_()
+    patches = torch.rand(2, 3, 3, 8, 8)                               # [B, T_lat, 3, h, w] colours
+    frames = patches.repeat_interleave(8, -1).repeat_interleave(8, -2)  # [B, 3, 3, 64, 64], flat patches
+    clip = torch.cat([frames[:, :1], frames[:, 1:].repeat_interleave(4, 1)], 1)   # 1 + 4 + 4 frames
+    with torch.no_grad():
+        mu, _ = v.encode(clip)
+        assert torch.allclose(mu[:, :, :3], patches * 2 - 1, atol=1e-6)
+        assert mu[:, :, 3:].abs().max() == 0
+        rec = v.decode(mu)
+    flat = torch.ones(1, 1, 3, 64, 64) * torch.tensor([0.2, 0.7, 0.4]).view(1, 1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(v.decode(v.encode(flat)[0]), flat, atol=1e-6)
+    # patch colours come back blended bilinearly across patch edges: each frame's mean colour survives
+    assert rec.shape == clip.shape and torch.allclose(rec.mean(dim=(-1, -2)), clip.mean(dim=(-1, -2)), atol=0.02)
+
+
+def test_plain_vae_checkpoints_still_load_and_shortcut_is_opt_in():
+    from kairos_model.vae import VideoVAEConfig
+    assert not VideoVAEConfig().color_shortcut and not VAE_PRESETS["tiny"].color_shortcut
+    sd = VideoVAE(VAE_PRESETS["tiny"]).state_dict()
+    VideoVAE(VAE_PRESETS["tiny_shortcut"]).load_state_dict(sd)      # no new parameters: same tensors
+    with pytest.raises(ValueError, match="latent_channels >= in_channels"):
+        VideoVAEConfig(latent_channels=2, color_shortcut=True)
 
 
 def test_vae_rejects_bad_clips():

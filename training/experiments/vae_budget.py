@@ -37,6 +37,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-channels", type=int, default=64)
     ap.add_argument("--crop", type=int, default=None, help="train on random crop x crop windows (VAE.crop)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="the VAE's initialisation and the order of its training data")
     ap.add_argument("--save", help="write the trained (EMA) VAE to SAVE/vae.safetensors (for kairos train --vae-from)")
     ap.add_argument("--max-steps", type=int, default=100_000,
                     help="an upper bound for the progress bar; the time budget ends the run long before")
@@ -48,7 +49,7 @@ def main(argv=None) -> dict:
     from training.trainer import Dist, Normalization, build_source, model_config, train_loop, vae_loss_fn
 
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     recipe = load_recipe(a.recipe, {"out": a.data_out})
     D, cfg = Dist(), model_config(recipe)
     J = cfg.proprio_dim
@@ -59,7 +60,7 @@ def main(argv=None) -> dict:
     vae = VideoVAE(vc)
     ckpt = os.path.join(a.data_out, f"vae_budget_{a.name}")
     shutil.rmtree(ckpt, ignore_errors=True)                 # a fresh run, not a resumed one
-    res = train_loop(f"vae {a.name}", vae, vae_loss_fn(vae, mix, a.batch, True, recipe.seed, D, a.crop), a.max_steps, a.lr,
+    res = train_loop(f"vae {a.name}", vae, vae_loss_fn(vae, mix, a.batch, True, a.seed, D, a.crop), a.max_steps, a.lr,
                      50, ckpt, D, ema_decay=recipe.ema_decay, checkpoint_every=10 ** 9,
                      samples_per_step=a.batch, max_seconds=a.minutes * 60)
     vae.load_state_dict(res["ema"])
@@ -73,7 +74,7 @@ def main(argv=None) -> dict:
     with torch.no_grad():
         mu, _ = vae.encode(held)
         value = psnr(vae.decode(mu)[:, 0], held[:, 0])
-    out = {"name": a.name, "minutes": a.minutes, "threads": a.threads, "lr": a.lr, "batch": a.batch,
+    out = {"name": a.name, "seed": a.seed, "minutes": a.minutes, "threads": a.threads, "lr": a.lr, "batch": a.batch,
            "base_channels": a.base_channels, "max_channels": a.max_channels, "crop": a.crop,
            "parameters": sum(p.numel() for p in vae.parameters()), "steps": res["steps"],
            "heldout_psnr_db": value}
