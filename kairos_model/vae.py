@@ -32,7 +32,11 @@ class VideoVAEConfig:
     channels 0-2 (averaged over the 4 frames a latent packs), and the decoder adds those channels back,
     upsampled bilinearly, so the networks learn only the residual. Without it a small VAE trained for
     minutes gets each image's colour cast wrong by a few percent, which PSNR charges to every pixel
-    (measured in docs/results/curriculum.md, "A colour shortcut for the VAE")."""
+    (measured in docs/results/curriculum.md, "A colour shortcut for the VAE").
+    latent_norm: the VAE carries a per-channel latent mean and std (buffers, as Wan's VAE does):
+    encode returns (mu - mean) / std and decode undoes it. Identity until `calibrate_latent_norm`
+    sets them from data after training; with the colour shortcut, channels 0-2 hold colours far from
+    zero mean and with their own spread, which one scalar latent scale cannot centre."""
     in_channels: int = 3
     latent_channels: int = 16
     base_channels: int = 32
@@ -43,6 +47,7 @@ class VideoVAEConfig:
     kl_weight: float = 1e-6
     l1_weight: float = 0.0
     color_shortcut: bool = False
+    latent_norm: bool = False
 
     def __post_init__(self):
         if self.spatial_down not in (8, 16):
@@ -150,6 +155,27 @@ class VideoVAE(nn.Module):
         dec += [PixelNorm(ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 4 * cfg.in_channels, 3, padding=1),
                 nn.PixelShuffle(2)]
         self.dec2d = nn.Sequential(*dec)
+        if cfg.latent_norm:                                    # identity until calibrate_latent_norm
+            self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
+            self.register_buffer("latent_std", torch.ones(cfg.latent_channels))
+
+    # --- latent normalisation -----------------------------------------------------------------
+    LATENT_NORM_KEYS = ("latent_mean", "latent_std")
+
+    @torch.no_grad()
+    def calibrate_latent_norm(self, frames_btchw: torch.Tensor) -> None:
+        """Set the per-channel latent mean / std (cfg.latent_norm) from the raw latents of these frames
+        [B, T, 3, H, W]: afterwards encode() gives them zero mean and unit std per channel."""
+        if not self.cfg.latent_norm:
+            raise ValueError("this VAE has no latent normalisation (VideoVAEConfig.latent_norm=False)")
+        self.latent_mean.zero_()
+        self.latent_std.fill_(1.0)
+        mu, _ = self.encode(frames_btchw)
+        self.latent_mean.copy_(mu.mean(dim=(0, 1, 3, 4)))
+        self.latent_std.copy_(mu.std(dim=(0, 1, 3, 4)).clamp_min(1e-3))
+
+    def latent_norm_is_identity(self) -> bool:
+        return bool(self.cfg.latent_norm and (self.latent_mean == 0).all() and (self.latent_std == 1).all())
 
     # --- shapes -------------------------------------------------------------------------------
     def latent_shape(self, frames: int, height: int, width: int) -> Tuple[int, int, int, int]:
@@ -197,6 +223,10 @@ class VideoVAE(nn.Module):
         if self.cfg.color_shortcut:
             c = self.cfg.in_channels
             mu = torch.cat([mu[:, :, :c] + self._patch_colors(frames_btchw, first), mu[:, :, c:]], 2)
+        if self.cfg.latent_norm:
+            shape = (1, 1, -1, 1, 1)
+            mu = (mu - self.latent_mean.view(shape)) / self.latent_std.view(shape)
+            logvar = logvar - 2 * self.latent_std.log().view(shape)
         return mu, logvar.clamp(-30, 20)
 
     def _patch_colors(self, frames_btchw: torch.Tensor, first: bool) -> torch.Tensor:
@@ -235,6 +265,8 @@ class VideoVAE(nn.Module):
         if z.dim() != 5 or z.shape[2] != self.cfg.latent_channels:
             raise ValueError(f"latents must be [B, T, {self.cfg.latent_channels}, h, w], got {tuple(z.shape)}")
         first = state is None or not state.started_dec
+        if self.cfg.latent_norm:
+            z = z * self.latent_std.view(1, 1, -1, 1, 1) + self.latent_mean.view(1, 1, -1, 1, 1)
         B, Tl = z.shape[:2]
         h = self.dec_in(z.flatten(0, 1)).unflatten(0, (B, Tl))
         frames = []
@@ -282,7 +314,7 @@ VAE_PRESETS = {
     "tiny": VideoVAEConfig(latent_channels=16, base_channels=16, max_channels=64, spatial_down=8),
     # tiny with the colour shortcut: ~5 dB sharper after the same minutes of training (curriculum.md)
     "tiny_shortcut": VideoVAEConfig(latent_channels=16, base_channels=16, max_channels=64, spatial_down=8,
-                                    color_shortcut=True),
+                                    color_shortcut=True, latent_norm=True),
     "small": VideoVAEConfig(latent_channels=16, base_channels=32, max_channels=256, spatial_down=8),
     # Wan2.2-style high compression (16 x 16 x 4, 48 channels), the paper's "high-compression VAE".
     "kairos_4b": VideoVAEConfig(latent_channels=48, base_channels=128, max_channels=512, spatial_down=16),

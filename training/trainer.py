@@ -651,7 +651,8 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
     if args.vae_from:
         final = os.path.join(args.vae_from, "vae.safetensors")
         vdir = args.vae_from
-    if not os.path.isfile(final):
+    trained_here = not os.path.isfile(final)
+    if trained_here:
         vc = recipe.vae
         cfg = model_config(recipe)
         cache: dict = {}
@@ -665,18 +666,30 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
             vae.load_state_dict(res["ema"])
             save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, final)
         D.barrier()
-    vae.load_state_dict(load_file(final))
+    missing, unexpected = vae.load_state_dict(load_file(final), strict=False)
+    if unexpected or set(missing) - set(vae.LATENT_NORM_KEYS if vae.cfg.latent_norm else ()):
+        raise RuntimeError(f"{final} does not fit VAE '{model_config(recipe).vae}': missing {missing}, "
+                           f"unexpected {unexpected}")
     vae.eval().requires_grad_(False)
+    from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
+    x, _ = SyntheticPhysicsVideo(PhysicsVideoConfig(size=64, frames=4), seed=123, length=16).batch(list(range(16)))
+    calib = x.flatten(0, 1).unsqueeze(1).to(next(vae.parameters()).device)     # [64, 1, 3, 64, 64]
+    calibrated_here = vae.cfg.latent_norm and vae.latent_norm_is_identity()
+    if calibrated_here:                # per-channel latent mean / std from the same frames as the scale
+        vae.calibrate_latent_norm(calib)
+        if trained_here and D.main:
+            save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, final)
     art_cfg = os.path.join(vdir, "config.json")
     if args.vae_from and os.path.isfile(art_cfg):       # an artifact: its VAE comes with its latent scale
         with open(art_cfg) as f:
             return float(json.load(f)["meta"]["latent_scale"])
     scale_file = os.path.join(vdir, "latent.json")
-    if not os.path.isfile(scale_file):
-        from training.data.synthetic_physics import PhysicsVideoConfig, SyntheticPhysicsVideo
-        x, _ = SyntheticPhysicsVideo(PhysicsVideoConfig(size=64, frames=4), seed=123, length=16).batch(list(range(16)))
+    if calibrated_here and not trained_here:            # another run's VAE saved before its calibration
         with torch.no_grad():
-            mu, _ = vae.encode(x.flatten(0, 1).unsqueeze(1).to(next(vae.parameters()).device))
+            return float(1.0 / vae.encode(calib)[0].std().clamp_min(1e-3))
+    if not os.path.isfile(scale_file):
+        with torch.no_grad():
+            mu, _ = vae.encode(calib)
         scale = float(1.0 / mu.std().clamp_min(1e-3))
         if D.main:
             with open(scale_file, "w") as f:
@@ -940,12 +953,18 @@ def run(recipe: RecipeConfig, args) -> dict:
 
 def _print_metrics(m: dict) -> None:
     nf = m["next_frame"]
-    mean = nf.get("next_frame_mean_psnr_db")
-    print(f"stage I next-frame PSNR (held-out physics clips): model {nf['next_frame_psnr_db']:.2f} dB "
-          f"(sampled, {nf.get('sampler_steps', 10)} steps)"
-          + ("" if mean is None else f", {mean:.2f} dB (its conditional mean, 1 step)") + ", "
-          f"copy-last-frame {nf['copy_last_psnr_db']:.2f} dB, copy-last-frame through the VAE "
-          f"{nf.get('copy_last_latent_psnr_db', float('nan')):.2f} dB (VAE ceiling {nf['vae_ceiling_psnr_db']:.2f} dB)")
+
+    def model_psnr(f: dict) -> str:
+        mean = f.get("next_frame_mean_psnr_db")
+        return (f"{f['next_frame_psnr_db']:.2f} dB (sampled, {f.get('sampler_steps', 10)} steps)"
+                + ("" if mean is None else f", {mean:.2f} dB (its conditional mean, 1 step)"))
+    print(f"stage I next-frame PSNR (held-out physics clips): copy-last-frame {nf['copy_last_psnr_db']:.2f} dB, "
+          f"copy-last-frame through the VAE {nf.get('copy_last_latent_psnr_db', float('nan')):.2f} dB "
+          f"(VAE ceiling {nf['vae_ceiling_psnr_db']:.2f} dB)")
+    for name, st in m.get("stages", {}).items():       # measured as each video stage ended
+        if "next_frame" in st:
+            print(f"  the model after stage {name}: {model_psnr(st['next_frame'])}")
+    print(f"  the final model: {model_psnr(nf)}")
     if "actions" in m:
         a = m["actions"]
         print(f"stage III action error (held-out episodes, {a['heldout_episodes']}): model {a['action_mae_rad']:.4f} rad,"

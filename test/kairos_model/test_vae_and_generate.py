@@ -76,10 +76,35 @@ def test_color_shortcut_carries_patch_colors_through_the_latent():
 def test_plain_vae_checkpoints_still_load_and_shortcut_is_opt_in():
     from kairos_model.vae import VideoVAEConfig
     assert not VideoVAEConfig().color_shortcut and not VAE_PRESETS["tiny"].color_shortcut
+    assert not VideoVAEConfig().latent_norm and not VAE_PRESETS["tiny"].latent_norm
     sd = VideoVAE(VAE_PRESETS["tiny"]).state_dict()
-    VideoVAE(VAE_PRESETS["tiny_shortcut"]).load_state_dict(sd)      # no new parameters: same tensors
+    missing, unexpected = VideoVAE(VAE_PRESETS["tiny_shortcut"]).load_state_dict(sd, strict=False)
+    assert sorted(missing) == ["latent_mean", "latent_std"] and not unexpected   # its only new tensors
     with pytest.raises(ValueError, match="latent_channels >= in_channels"):
         VideoVAEConfig(latent_channels=2, color_shortcut=True)
+    with pytest.raises(ValueError, match="no latent normalisation"):
+        VideoVAE(VAE_PRESETS["tiny"]).calibrate_latent_norm(torch.rand(2, 1, 3, 64, 64))
+
+
+def test_latent_norm_centres_each_channel_and_decodes_the_same_frames():
+    torch.manual_seed(0)
+    v = VideoVAE(VAE_PRESETS["tiny_shortcut"]).eval()
+    x = torch.rand(8, 5, 3, 64, 64) * torch.rand(8, 1, 3, 1, 1)      # clips with their own colour casts
+    with torch.no_grad():
+        assert v.latent_norm_is_identity()
+        raw, raw_lv = v.encode(x)
+        rec = v.decode(raw)
+        v.calibrate_latent_norm(x)
+        assert not v.latent_norm_is_identity()
+        mu, lv = v.encode(x)
+        assert mu.mean(dim=(0, 1, 3, 4)).abs().max() < 1e-4
+        assert (mu.std(dim=(0, 1, 3, 4)) - 1).abs().max() < 1e-3
+        assert torch.allclose(v.decode(mu), rec, atol=1e-5)               # the norm is undone on the way out
+        std = v.latent_std.view(1, 1, -1, 1, 1)                            # the posterior scales with it
+        assert torch.allclose((0.5 * lv).exp() * std, (0.5 * raw_lv).exp(), rtol=1e-4)
+        w = VideoVAE(VAE_PRESETS["tiny_shortcut"])
+        w.load_state_dict(v.state_dict())                                  # saved with the VAE
+        assert torch.equal(w.latent_mean, v.latent_mean)
 
 
 def test_vae_rejects_bad_clips():

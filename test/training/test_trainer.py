@@ -56,6 +56,9 @@ def test_the_shipped_recipes_parse():
         assert [s.name for s in r.stages] == ["I", "II", "III"]
         assert r.stages[-1].objective == "video+action"
     assert load_recipe("training/recipes/tiny_stage1.yaml").vae.per_frame
+    sc = load_recipe("training/recipes/tiny_shortcut.yaml")     # the 30-minute curriculum with stage I's goal met
+    assert [s.name for s in sc.stages] == ["I", "II", "III"] and sc.model["vae"] == "tiny_shortcut"
+    assert sc.vae.crop == 32 and sc.vae.per_frame and sc.stages[0].steps == 1000 and sc.stages[0].lr == 3e-3
     few = load_recipe("training/recipes/tiny_10demos.yaml")     # the few-demonstration ablation
     assert few.vae.per_frame and few.stages[-1].sources[0].episodes == 10
     for f in ("training/recipes/stage1_physics_cpu.yaml", "training/recipes/stage1_sharp_cpu.yaml"):
@@ -328,9 +331,38 @@ def test_vae_budget_experiment_trains_and_reports_its_heldout_psnr(tmp_path):
     assert 5 < out["heldout_psnr_db"] < 40                    # trained on 32 px crops, scored on whole frames
     with open(tmp_path / "t.json") as f:
         assert json.load(f)["heldout_psnr_db"] == out["heldout_psnr_db"]
+    assert 0 <= out["colour_cast_share"] <= 1 and out["vae_preset"] == "tiny"
     from safetensors.torch import load_file
     from kairos_model.vae import VAE_PRESETS, VideoVAE
     VideoVAE(VAE_PRESETS["tiny"]).load_state_dict(load_file(str(tmp_path / "vae" / "vae.safetensors")))
+    sc = vae_budget(["--recipe", str(recipe), "--data-out", str(tmp_path), "--minutes", "0.02", "--threads", "1",
+                     "--name", "s", "--crop", "32", "--vae-preset", "tiny_shortcut", "--save", str(tmp_path / "vs")])
+    assert sc["vae_preset"] == "tiny_shortcut" and sc["steps"] > 0
+    VideoVAE(VAE_PRESETS["tiny_shortcut"]).load_state_dict(load_file(str(tmp_path / "vs" / "vae.safetensors")))
+
+
+def test_a_vae_with_latent_norm_is_calibrated_once_and_carried_into_the_artifact(tmp_path):
+    """model.vae: tiny_shortcut. The VAE stage sets the per-channel latent mean / std after training and
+    saves them with the VAE (so the latent scale is ~1); a run reusing that VAE (--vae-from) keeps them,
+    and the artifact's VAE carries them."""
+    from safetensors.torch import load_file
+    from kairos_model.checkpoint import load_checkpoint
+    from training.trainer import main as train_main
+    d = micro_recipe(tmp_path / "a", tmp_path / "demos")
+    d["model"]["vae"] = "tiny_shortcut"
+    d["stages"] = d["stages"][:1]
+    assert train_main([write(tmp_path, d)]) == 0
+    saved = load_file(str(tmp_path / "a" / "vae" / "vae.safetensors"))
+    assert (saved["latent_std"] != 1).any() and (saved["latent_mean"] != 0).any()
+    scale = json.load(open(tmp_path / "a" / "vae" / "latent.json"))["latent_scale"]
+    assert 0.8 < scale < 1.25                               # the normalised latents already have unit spread
+    _, parts = load_checkpoint(str(tmp_path / "a" / "artifact"))
+    assert torch.equal(parts["vae"].latent_std, saved["latent_std"])
+    assert train_main([write(tmp_path, {**d, "out": str(tmp_path / "b")}, "b.yaml"),
+                       "--vae-from", str(tmp_path / "a" / "vae")]) == 0
+    _, parts_b = load_checkpoint(str(tmp_path / "b" / "artifact"))
+    assert torch.equal(parts_b["vae"].latent_mean, saved["latent_mean"])
+    assert json.load(open(tmp_path / "b" / "artifact" / "config.json"))["meta"]["latent_scale"] == scale
 
 
 def test_vae_crops_are_windows_of_each_clip_shared_by_its_frames():

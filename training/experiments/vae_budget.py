@@ -8,9 +8,12 @@ are evaluated).
     python -m training.experiments.vae_budget --minutes 5 --lr 2e-3 --batch 4 --threads 1 --name b4
     python -m training.experiments.vae_budget --minutes 5 --base-channels 32 --max-channels 128 --name wide
     python -m training.experiments.vae_budget --minutes 5 --crop 32 --batch 4 --lr 2e-3 --name crop32 --save runs/vae_crop32
+    python -m training.experiments.vae_budget --minutes 100 --max-steps 4500 --crop 32 --batch 4 --lr 2e-3 \
+        --vae-preset tiny_shortcut --seed 4 --name shortcut_s4      # the VAE of tiny_shortcut's recipe
 
 --crop trains on random 32 px windows of the 64 px frames (vae.crop in a recipe) and still scores on
-whole frames; --save keeps the VAE for `kairos train --vae-from`. Measured: docs/results/curriculum.md,
+whole frames; --save keeps the VAE for `kairos train --vae-from`; colour_cast_share is the part of the
+held-out squared error that is each image's colour cast (its mean error per channel). Measured: docs/results/curriculum.md,
 "A sharp VAE in five minutes".
 """
 from __future__ import annotations
@@ -35,6 +38,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch", type=int, default=8, help="5-frame clips per step (each frame encoded alone)")
     ap.add_argument("--base-channels", type=int, default=16)
     ap.add_argument("--max-channels", type=int, default=64)
+    ap.add_argument("--vae-preset", default=None, help="a VAE preset other than the recipe's (e.g. tiny_shortcut)")
     ap.add_argument("--crop", type=int, default=None, help="train on random crop x crop windows (VAE.crop)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="the VAE's initialisation and the order of its training data")
@@ -56,8 +60,9 @@ def main(argv=None) -> dict:
     norm = Normalization(np.zeros(J), np.ones(J), np.zeros(cfg.action_dim), np.ones(cfg.action_dim))
     srcs = [build_source(s, recipe, cfg, 64, norm, D, {}) for s in recipe.vae.sources]
     mix = Mixture(srcs, [s.weight for s in recipe.vae.sources])
-    vc = replace(VAE_PRESETS[cfg.vae], base_channels=a.base_channels, max_channels=a.max_channels)
+    vc = replace(VAE_PRESETS[a.vae_preset or cfg.vae], base_channels=a.base_channels, max_channels=a.max_channels)
     vae = VideoVAE(vc)
+    vc_name = a.vae_preset or cfg.vae
     ckpt = os.path.join(a.data_out, f"vae_budget_{a.name}")
     shutil.rmtree(ckpt, ignore_errors=True)                 # a fresh run, not a resumed one
     res = train_loop(f"vae {a.name}", vae, vae_loss_fn(vae, mix, a.batch, True, a.seed, D, a.crop), a.max_steps, a.lr,
@@ -73,11 +78,14 @@ def main(argv=None) -> dict:
     held = held[:, 6:7]                                       # [16, 1, 3, 64, 64]: stage I's target frames
     with torch.no_grad():
         mu, _ = vae.encode(held)
-        value = psnr(vae.decode(mu)[:, 0], held[:, 0])
+        rec = vae.decode(mu)[:, 0].clamp(0, 1)
+        value = psnr(rec, held[:, 0])
+    err = rec - held[:, 0]                                    # the share of the error that is each image's
+    cast = err.mean(dim=(-1, -2), keepdim=True)               # colour cast (its per-channel mean error)
     out = {"name": a.name, "seed": a.seed, "minutes": a.minutes, "threads": a.threads, "lr": a.lr, "batch": a.batch,
-           "base_channels": a.base_channels, "max_channels": a.max_channels, "crop": a.crop,
+           "vae_preset": vc_name, "base_channels": a.base_channels, "max_channels": a.max_channels, "crop": a.crop,
            "parameters": sum(p.numel() for p in vae.parameters()), "steps": res["steps"],
-           "heldout_psnr_db": value}
+           "heldout_psnr_db": value, "colour_cast_share": cast.pow(2).mean().item() / err.pow(2).mean().item()}
     os.makedirs(a.data_out, exist_ok=True)
     with open(os.path.join(a.data_out, f"{a.name}.json"), "w") as f:
         json.dump(out, f, indent=1)
