@@ -9,7 +9,7 @@ are evaluated).
     python -m training.experiments.vae_budget --minutes 5 --base-channels 32 --max-channels 128 --name wide
     python -m training.experiments.vae_budget --minutes 5 --crop 32 --batch 4 --lr 2e-3 --name crop32 --save runs/vae_crop32
     python -m training.experiments.vae_budget --minutes 100 --max-steps 4500 --crop 32 --batch 4 --lr 2e-3 \
-        --vae-preset tiny_shortcut --seed 4 --name shortcut_s4      # the VAE of tiny_shortcut's recipe
+        --vae-preset tiny_shortcut --seed 4 --name tiny_shortcut_4500_s4   # the VAE of tiny_shortcut.yaml
 
 --crop trains on random 32 px windows of the 64 px frames (vae.crop in a recipe) and still scores on
 whole frames; --save keeps the VAE for `kairos train --vae-from`; colour_cast_share is the part of the
@@ -60,9 +60,8 @@ def main(argv=None) -> dict:
     norm = Normalization(np.zeros(J), np.ones(J), np.zeros(cfg.action_dim), np.ones(cfg.action_dim))
     srcs = [build_source(s, recipe, cfg, 64, norm, D, {}) for s in recipe.vae.sources]
     mix = Mixture(srcs, [s.weight for s in recipe.vae.sources])
-    vc = replace(VAE_PRESETS[a.vae_preset or cfg.vae], base_channels=a.base_channels, max_channels=a.max_channels)
-    vae = VideoVAE(vc)
     vc_name = a.vae_preset or cfg.vae
+    vae = VideoVAE(replace(VAE_PRESETS[vc_name], base_channels=a.base_channels, max_channels=a.max_channels))
     ckpt = os.path.join(a.data_out, f"vae_budget_{a.name}")
     shutil.rmtree(ckpt, ignore_errors=True)                 # a fresh run, not a resumed one
     res = train_loop(f"vae {a.name}", vae, vae_loss_fn(vae, mix, a.batch, True, a.seed, D, a.crop), a.max_steps, a.lr,

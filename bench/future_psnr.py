@@ -1,0 +1,49 @@
+"""Imagined next frame of trained artifacts on held-out robot episodes: PSNR (dB) of the first
+imagined frame at every step of each episode against the real next frame (`distillation.py`'s
+`future_psnr`, the same held-out scenes: variations from TEST_VARIATIONS of the task).
+
+    .venv/bin/python bench/future_psnr.py artifacts/tiny_button_press runs/tiny_shortcut/artifact --out fp.json
+
+Quoted in docs/results/curriculum.md ("imagined next frame on the 10 held-out robot episodes").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from distillation import future_psnr, load_model  # noqa: E402  (bench/ is on sys.path)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("artifacts", nargs="+")
+    ap.add_argument("--task", default="button-press-topdown-v3")
+    ap.add_argument("--episodes", type=int, default=10, help="held-out episodes (scenes) of the task")
+    ap.add_argument("--steps", type=int, default=4, help="sampler steps")
+    ap.add_argument("--data-root", default="runs/future_psnr", help="where the held-out episodes are collected once")
+    ap.add_argument("--out", help="write {artifact: dB} as JSON")
+    a = ap.parse_args(argv)
+    import kairos_sim  # noqa: F401  (before mujoco)
+    from kairos_sim.metaworld_sim import TEST_VARIATIONS
+    from training.recipe import SourceConfig
+    from training.trainer import Dist, load_episodes
+    out = {}
+    for path in a.artifacts:
+        tr, norm, meta = load_model(path)
+        held = load_episodes(SourceConfig(kind="sim_expert", tasks=[a.task], episodes=a.episodes,
+                                          first_variation=TEST_VARIATIONS, actions=True),
+                             a.data_root, meta.get("joint_names") or [], Dist(), sync=False)
+        out[path] = future_psnr(tr, held, norm, a.steps)
+        print(f"{path}: imagined next frame {out[path]:.2f} dB ({a.episodes} held-out episodes of {a.task}, "
+              f"{a.steps} sampler steps)")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=1)
+    return out
+
+
+if __name__ == "__main__":
+    main()
