@@ -16,7 +16,8 @@ demo: setup
 # Rebuild the default artifact from scratch: the tiny curriculum (stages I-III), then package it.
 train-tiny: setup
 	$(VENV)/bin/kairos train training/recipes/tiny.yaml
-	$(VENV)/bin/kairos package-artifact runs/tiny/artifact --out artifacts/tiny_button_press --half
+	$(VENV)/bin/kairos package-artifact runs/tiny/artifact --out artifacts/tiny_button_press --half \
+	    --rebuild "make train-tiny (kairos train training/recipes/tiny.yaml; kairos package-artifact runs/tiny/artifact --out artifacts/tiny_button_press --half)"
 
 # Rebuild the student the main job runs: artifacts/tiny_button_press distilled for one sampler step.
 distill-tiny: setup

@@ -31,9 +31,9 @@ WALL = "two ways round a wall"
 #  steps, teacher@40) or None, section of docs/results/distillation.md)
 GOALS = [
     ("button press, distilled for 1 step, run at 1", "tiny_1step_bench.json", ("student (1-step)", 1), None,
-     "The main job runs the one-step student"),
+     "The rebuilt teacher and its student"),
     ("the same, 100 paired scenes", None, None, ("tiny_1step_100/s1.json", "tiny_1step_100/t1.json", None),
-     "The main job runs the one-step student"),
+     "The rebuilt teacher and its student"),
     (f"{WALL}, distilled for 4 steps, run at 4", "wall_around_bench.json", ("student", 4), None,
      "A teacher that needs its steps"),
     (f"{WALL}, distilled for 1 step (1200 it), run at 1", "wall_around_1step_long_bench.json",

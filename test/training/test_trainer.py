@@ -86,7 +86,7 @@ def test_the_shipped_recipes_parse():
         plain.stages[0].batch, plain.stages[0].minutes) and aux.model == plain.model and aux.seed == plain.seed
     r = load_recipe("training/recipes/mt10_cpu_10demos_videos.yaml")   # II on 40 videos, III on 10 demos' actions
     assert [s.name for s in r.stages] == ["II", "III"] and r.renormalize
-    assert r.init_from == "artifacts/tiny_button_press"
+    assert r.init_from == "artifacts/tiny_button_press_v1"
     assert [(s.objective, s.sources[0].episodes, s.sources[0].actions) for s in r.stages] == [
         ("video", 40, False), ("video+action", 10, True)]
     # the keypoint-token ablations on the workspace camera differ only in what each claims

@@ -6,7 +6,7 @@ trained artifact's, w * start + (1 - w) * trained, and prints the held-out actio
 as the trainer's end-of-training metric) for each share w:
 
     python -m training.experiments.ema_mix --artifact runs/mt10_cpu_relative/artifact \
-        --start artifacts/tiny_button_press --shares 0 0.05 0.23
+        --start artifacts/tiny_button_press_v1 --shares 0 0.05 0.23
 
 The held-out episodes are the trainer's (2 per task from variation 10000 on, collected by the
 simulator into --data-root when missing).
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     from kairos_sim.metaworld_sim import MT10
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--artifact", required=True, help="the trained artifact")
-    ap.add_argument("--start", default="artifacts/tiny_button_press", help="the weights its training started from")
+    ap.add_argument("--start", default="artifacts/tiny_button_press_v1", help="the weights its training started from")
     ap.add_argument("--shares", type=float, nargs="+", default=[0.0, 0.05, 0.23])
     ap.add_argument("--tasks", nargs="+", default=list(MT10))
     ap.add_argument("--data-root", default="runs/mt10_cpu_relative", help="where the held-out episodes are (data/)")

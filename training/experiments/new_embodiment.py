@@ -79,7 +79,7 @@ def kairos(*args) -> str:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--artifact", default="artifacts/tiny_button_press")
+    ap.add_argument("--artifact", default="artifacts/tiny_button_press_v1")
     ap.add_argument("--task", default="drawer-close-v3")
     ap.add_argument("--joints", type=int, default=7, help="K: how many of the Sawyer's joints the new robot reports")
     ap.add_argument("--demos", type=int, default=10)
