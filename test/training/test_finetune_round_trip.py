@@ -35,7 +35,7 @@ def test_record_convert_finetune_export_evaluate(tmp_path):
     kairos("train", str(tmp_path / "ft.yaml"), "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"))
     kairos("export", str(tmp_path / "art"), "--checkpoint", str(tmp_path / "run" / "artifact"))
     kairos("verify", str(tmp_path / "art"), "--backend", "onnx")
-    kairos("eval-bag", bags[0], "--artifact", "artifacts/tiny_button_press", "--report", str(tmp_path / "before"))
+    kairos("eval-bag", bags[0], "--artifact", recipe["init_from"], "--report", str(tmp_path / "before"))   # the start
     kairos("eval-bag", bags[0], "--artifact", str(tmp_path / "art"), "--backend", "onnx",
            "--report", str(tmp_path / "after"))
     before = json.load(open(tmp_path / "before" / "report.json"))[0]["action_mae_rad"]
