@@ -699,6 +699,25 @@ def _vae_stage(recipe: RecipeConfig, vae: nn.Module, D: Dist, args, norm_dummy) 
         return json.load(f)["latent_scale"]
 
 
+def adopt_vae_preset(recipe: RecipeConfig, vae_from: Optional[str]) -> Optional[str]:
+    """`--vae-from ARTIFACT` on a recipe whose `model` does not name a VAE: the model takes the
+    artifact's VAE preset (its world_model.vae), so the artifact's VAE weights fit. Sets
+    recipe.model["vae"] and returns a line saying so, or None where nothing changes (a run's vae/
+    folder, which has no config; a recipe that names its VAE, which must then fit; init_from, whose
+    checkpoint brings its own VAE; the same preset)."""
+    path = os.path.join(vae_from or "", "config.json")
+    if not vae_from or recipe.init_from or "vae" in recipe.model or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        theirs = json.load(f).get("world_model", {}).get("vae")
+    ours = model_config(recipe).vae
+    if not theirs or theirs == ours:
+        return None
+    recipe.model = {**recipe.model, "vae": theirs}
+    return (f"--vae-from {vae_from}: its VAE is '{theirs}' (the recipe's preset has '{ours}'); "
+            f"the model takes '{theirs}'")
+
+
 def model_config(recipe: RecipeConfig, init=None) -> WorldModelConfig:
     """The world model's config: the preset (or the starting checkpoint's) with the recipe's `model`
     overrides; `und` and `shift` are dicts of UnderstandingConfig / flow.ShiftConfig fields merged into
@@ -984,7 +1003,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="run directory (overrides the recipe's out)")
     ap.add_argument("--only", nargs="+", help="train only these stages (e.g. III: the no-curriculum ablation)")
     ap.add_argument("--vae-from", help="use the VAE of another run's vae/ directory, or of an artifact (e.g. "
-                                       "artifacts/tiny_button_press), instead of training one")
+                                       "artifacts/tiny_button_press), instead of training one; from an artifact, the model "
+                                       "takes its VAE preset unless the recipe's model names one")
     ap.add_argument("--data", help="stage-III LeRobot dataset replacing the recipe's action sources")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML",
                     help="override top-level recipe keys, e.g. --set seed=1 eval_episodes=0")
@@ -1005,6 +1025,9 @@ def main(argv=None) -> int:
             for s in st.sources:
                 if s.actions and not s.aux_only:
                     s.kind, s.path = "lerobot", args.data
+    adopted = adopt_vae_preset(recipe, args.vae_from)
+    if adopted and int(os.environ.get("RANK", "0")) == 0:
+        print(adopted)
     if args.stop_after is not None and args.stop_stage is None:
         args.stop_stage = recipe.stages[0].name if recipe.stages else "vae"
     run(recipe, args)

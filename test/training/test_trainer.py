@@ -527,3 +527,27 @@ def test_kept_normalisation_measures_how_far_new_data_reaches():
     assert r[0] < 3 and r[1] > 40                    # the second joint now moves 15x as far
     from training.trainer import NORM_REACH_WARN
     assert kept.reach(same).max() < NORM_REACH_WARN < r.max()
+
+
+def test_vae_from_an_artifact_brings_its_vae_preset_unless_the_recipe_names_one():
+    """`--vae-from ARTIFACT`: a recipe whose model names no VAE takes the artifact's (the committed
+    artifact's colour-shortcut VAE into the MT10 recipe's plain tiny preset), so its weights fit; a
+    recipe that names one keeps it, and init_from (which brings its own VAE) is left alone."""
+    from training.recipe import load_recipe
+    from training.trainer import adopt_vae_preset, model_config
+    REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    art = os.path.join(REPO, "artifacts", "tiny_button_press")
+    art_v1 = os.path.join(REPO, "artifacts", "tiny_button_press_v1")
+    theirs = json.load(open(os.path.join(art, "config.json")))["world_model"]["vae"]
+    mt10 = os.path.join(REPO, "training", "recipes", "mt10_cpu_10demos.yaml")
+    r = load_recipe(mt10, {"init_from": None})
+    assert model_config(r).vae == "tiny" != theirs
+    line = adopt_vae_preset(r, art)
+    assert line and theirs in line and model_config(r).vae == theirs
+    assert model_config(r).action_dim == 8                     # the recipe's other overrides are kept
+    r = load_recipe(mt10, {"init_from": None})
+    assert adopt_vae_preset(r, art_v1) is None and model_config(r).vae == "tiny"    # same preset
+    r = load_recipe(mt10, {"init_from": None, "model": {"action_dim": 8, "proprio_dim": 8, "vae": "tiny"}})
+    assert adopt_vae_preset(r, art) is None and model_config(r).vae == "tiny"      # named: kept
+    r = load_recipe(mt10, {})                                                        # init_from set
+    assert adopt_vae_preset(r, art) is None and "vae" not in r.model
