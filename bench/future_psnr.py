@@ -26,10 +26,10 @@ def main(argv=None) -> dict:
     ap.add_argument("artifacts", nargs="+")
     ap.add_argument("--tasks", "--task", nargs="+", default=["button-press-topdown-v3"],
                     help="Meta-World tasks, or MT10; one task: {artifact: dB}, several: {artifact: {task: dB, mean: dB}}")
-    ap.add_argument("--episodes", type=int, default=10, help="held-out episodes (scenes) of the task")
+    ap.add_argument("--episodes", type=int, default=10, help="held-out episodes (scenes) of each task")
     ap.add_argument("--steps", type=int, default=4, help="sampler steps")
     ap.add_argument("--data-root", default="runs/future_psnr", help="where the held-out episodes are collected once")
-    ap.add_argument("--out", help="write {artifact: dB} as JSON")
+    ap.add_argument("--out", help="write the result as JSON ({artifact: dB}, or {artifact: {task: dB, mean: dB}} for several tasks)")
     a = ap.parse_args(argv)
     import kairos_sim  # noqa: F401  (before mujoco)
     from kairos_sim.metaworld_sim import MT10, TEST_VARIATIONS
