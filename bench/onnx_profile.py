@@ -50,6 +50,7 @@ def stage_medians(artifact: str, backends: list, rounds: int, steps: int, warmup
 
 def op_profile(artifact: str, graph: str, runs: int, threads: int) -> dict:
     """{op type: (ms per run, nodes per run)} from onnxruntime's profiler, kernel time only."""
+    import shutil
     import tempfile
     import onnxruntime as ort
     m = json.load(open(os.path.join(artifact, "manifest.json")))
@@ -59,7 +60,8 @@ def op_profile(artifact: str, graph: str, runs: int, threads: int) -> dict:
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")   # as the engine runs it
     so.enable_profiling = True
-    so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
+    tmp = tempfile.mkdtemp()
+    so.profile_file_prefix = os.path.join(tmp, "ort")
     sess = ort.InferenceSession(os.path.join(artifact, spec["file"]), so, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feeds = {}
@@ -73,8 +75,11 @@ def op_profile(artifact: str, graph: str, runs: int, threads: int) -> dict:
             feeds[i["name"]] = np.zeros(shape, np.dtype(i["dtype"]))
     for _ in range(runs):
         sess.run(None, feeds)
-    with open(sess.end_profiling()) as f:
-        events = json.load(f)
+    try:
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     ms, nodes = collections.Counter(), collections.Counter()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
