@@ -76,9 +76,8 @@ class DistillConfig:
 
     @classmethod
     def load(cls, path: str, overrides: dict = None) -> "DistillConfig":
-        import yaml
-        with open(path) as f:
-            d = yaml.safe_load(f) or {}
+        from training.recipe import read_recipe
+        d = read_recipe(path, own_keys=("out",))       # `base:` as in training recipes
         d.update(overrides or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known

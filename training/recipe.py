@@ -7,10 +7,19 @@ The Cross-Embodiment Data Curriculum (paper, "Native Pre-training Paradigm"):
   stage II   embodied pretraining: robot/human behaviour video with task text, actions hidden
   stage III  joint world-action training on robot trajectories: video + action chunk flow matching
 Each stage starts from the previous stage's weights (the trainer carries them over).
+
+A recipe may start from another with `base: OTHER.yaml` (a path relative to its own file) and write
+only what it changes: mappings merge key by key (`model`, `vae`, and nested ones such as `model.und`),
+`stages` merge by stage name (a stage the base does not have is appended), and every other value,
+lists included, replaces the base's (`null` sets a key to None). Such a recipe must set its own `name`
+and `out`, so that it never trains into its base's run folder. `read_recipe` resolves the chain;
+distillation recipes (training/distill.py) use the same rule.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -162,6 +171,11 @@ def _strict(cls, d: Dict[str, Any], where: str) -> Dict[str, Any]:
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} in {where}; known: {sorted(known)}")
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ValueError(f"{where} needs {', '.join(missing)} (no default)")
     return dict(d)
 
 
@@ -187,12 +201,66 @@ def recipe_from_dict(d: Dict[str, Any]) -> RecipeConfig:
     return RecipeConfig(**d)
 
 
+def merge_recipe(base: Dict[str, Any], child: Dict[str, Any]) -> Dict[str, Any]:
+    """`child` written over `base` (see the module docstring); neither is modified."""
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if key == "stages" and isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = _merge_stages(out[key], value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_recipe(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _merge_stages(base: List[Any], child: List[Any]) -> List[Any]:
+    names = [s.get("name") if isinstance(s, dict) else None for s in base]
+    out = list(base)
+    for i, stage in enumerate(child):
+        if not isinstance(stage, dict) or "name" not in stage:
+            raise ValueError(f"stages[{i}] of a recipe with a base needs a name (stages merge by name), got {stage!r}")
+        if stage["name"] in names:
+            j = names.index(stage["name"])
+            out[j] = merge_recipe(out[j], stage)
+        else:
+            out.append(copy.deepcopy(stage))
+            names.append(stage["name"])
+    return out
+
+
+def read_recipe(path: str, own_keys: Sequence[str] = ("name", "out"), _chain: tuple = ()) -> Dict[str, Any]:
+    """A recipe file as a mapping with its `base:` chain resolved (module docstring). own_keys: what a
+    recipe with a base must set itself."""
+    where = os.path.abspath(path)
+    if where in _chain:
+        raise ValueError("recipe bases form a cycle: " + " -> ".join(_chain + (where,)))
+    with open(path) as f:
+        d = yaml.safe_load(f)
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of keys, got {type(d).__name__}")
+    base = d.pop("base", None)
+    if base is None:
+        return d
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: base must be the path of another recipe, got {base!r}")
+    base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(where), base)
+    if not os.path.isfile(base_path):
+        raise FileNotFoundError(f"{path}: its base recipe {base!r} does not exist (looked for {base_path})")
+    missing = [k for k in own_keys if k not in d]
+    if missing:
+        raise ValueError(f"{path}: a recipe with a base must set its own {' and '.join(missing)} "
+                         f"(else it would train into {base}'s run)")
+    return merge_recipe(read_recipe(base_path, own_keys, _chain + (where,)), d)
+
+
 def load_recipe(path: str, overrides: Optional[Dict[str, Any]] = None,
                 stage_overrides: Sequence[str] = ()) -> RecipeConfig:
     """overrides: top-level keys. stage_overrides: "STAGE.KEY=YAML" strings (e.g. "III.steps=300"),
     each setting one key of the named stage before the recipe is built and checked."""
-    with open(path) as f:
-        d = yaml.safe_load(f)
+    d = read_recipe(path)
     d.update(overrides or {})
     stages = {s.get("name"): s for s in d.get("stages", []) if isinstance(s, dict)}
     for item in stage_overrides:
