@@ -30,6 +30,7 @@ on the torch backend (for parity checks and as a fallback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -200,6 +201,49 @@ OUTPUT_NAMES = {
 }
 
 
+# Bumped when the exported graphs change for the same checkpoint, so that ensure_exported's cache
+# (keyed by the checkpoint's files) exports them again. 2: RMS norms in the fusable form (below).
+EXPORT_REVISION = 2
+
+
+class FusableRMSNorm(nn.Module):
+    """An nn.RMSNorm as it is exported: x / sqrt(mean(x^2) + eps) * weight, over its normalized
+    dims. The same function (to float rounding); written with Div because that is the op pattern
+    onnxruntime's graph optimizer fuses into one SimplifiedLayerNormalization kernel (torch exports
+    nn.RMSNorm at opset 18 as Pow, ReduceMean, Add, Sqrt, Reciprocal, Mul, Mul, which it leaves as
+    seven nodes), and plain ops that TensorRT's parser takes. Eager torch keeps nn.RMSNorm (its fused
+    kernel is the faster one there). x: [..., *normalized_shape]."""
+
+    def __init__(self, norm: nn.RMSNorm):
+        super().__init__()
+        self.weight = norm.weight                         # shared, not copied: None without affine
+        self.eps = norm.eps if norm.eps is not None else torch.finfo(torch.float32).eps
+        self.dims = tuple(range(-len(norm.normalized_shape), 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x / torch.sqrt(x.pow(2).mean(self.dims, keepdim=True) + self.eps)
+        return y if self.weight is None else y * self.weight
+
+
+@contextlib.contextmanager
+def fusable_rms_norms(*modules: nn.Module):
+    """Within the block every nn.RMSNorm inside `modules` is a FusableRMSNorm on the same weight;
+    the originals are put back after (also on an error)."""
+    swaps = []
+    for root in modules:
+        for parent in root.modules():
+            for name, child in parent.named_children():
+                if isinstance(child, nn.RMSNorm):
+                    swaps.append((parent, name, child))
+    for parent, name, child in swaps:
+        setattr(parent, name, FusableRMSNorm(child))
+    try:
+        yield len(swaps)
+    finally:
+        for parent, name, child in reversed(swaps):
+            setattr(parent, name, child)
+
+
 def build_graph_modules(parts, latent_scale: float) -> Dict[str, nn.Module]:
     model, und, vae = parts["world_model"], parts["understanding"], parts["vae"]
     return {"text_encoder": TextEncoderGraph(und), "frame_encoder": FrameEncoderGraph(vae, und, latent_scale),
@@ -220,11 +264,17 @@ def _io_spec(path: str) -> dict:
     return {"inputs": [one(v) for v in m.graph.input], "outputs": [one(v) for v in m.graph.output]}
 
 
-def export_onnx_graphs(parts, latent_scale: float, out_dir: str, opset: int = 18, progress=None) -> Dict[str, dict]:
-    """Export the five graphs to out_dir; returns {graph: {"file", "inputs", "outputs"}}."""
+RMS_NORM_FORMS = ("fusable", "torch")
+
+
+def export_onnx_graphs(parts, latent_scale: float, out_dir: str, opset: int = 18, progress=None,
+                       rms_norms: str = "fusable") -> Dict[str, dict]:
+    """Export the five graphs to out_dir; returns {graph: {"file", "inputs", "outputs"}}.
+    rms_norms: "fusable" (FusableRMSNorm, the default) or "torch" (torch's own export of nn.RMSNorm,
+    the form before EXPORT_REVISION 2; kept for bench/onnx_norms.py's side-by-side measurement)."""
+    if rms_norms not in RMS_NORM_FORMS:
+        raise ValueError(f"rms_norms must be one of {RMS_NORM_FORMS}, got {rms_norms!r}")
     import logging
-    import warnings
-    import onnx
     for name in ("onnx_ir", "onnxscript"):          # their passes log every rewrite at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     # Known, harmless notices that would bury the export's progress bar on every first run: the
@@ -240,23 +290,31 @@ def export_onnx_graphs(parts, latent_scale: float, out_dir: str, opset: int = 18
     modules = build_graph_modules(parts, latent_scale)
     examples = _example_inputs(cfg, parts, latent_scale)
     graphs = {}
-    for name, mod in modules.items():
-        if progress:
-            progress(name)
-        in_names, args = examples[name]
-        out_names = OUTPUT_NAMES[name](parts["world_model"])
-        path = os.path.join(out_dir, f"{name}.onnx")
-        mod.eval()
-        with torch.no_grad(), warnings.catch_warnings():
-            # torch's own pytree, not this code, still calls a deprecated isinstance check while tracing
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
-            prog = torch.onnx.export(mod, args, input_names=list(in_names), output_names=list(out_names),
-                                     opset_version=opset, dynamo=True, verbose=False, optimize=True)
-        proto = prog.model_proto
-        onnx.checker.check_model(proto)
-        onnx.save_model(proto, path)
-        graphs[name] = {"file": f"{name}.onnx", **_io_spec(path)}
+    with fusable_rms_norms(*parts.values()) if rms_norms == "fusable" else contextlib.nullcontext():
+        for name, mod in modules.items():
+            graphs[name] = _export_one(name, mod, examples[name], parts, out_dir, opset, progress)
     return graphs
+
+
+def _export_one(name, mod, example, parts, out_dir, opset, progress) -> dict:
+    """One graph: torch.onnx (dynamo) -> checked ONNX in out_dir/<name>.onnx; returns its io spec."""
+    import warnings
+    import onnx
+    if progress:
+        progress(name)
+    in_names, args = example
+    out_names = OUTPUT_NAMES[name](parts["world_model"])
+    path = os.path.join(out_dir, f"{name}.onnx")
+    mod.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch's own pytree, not this code, still calls a deprecated isinstance check while tracing
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+        prog = torch.onnx.export(mod, args, input_names=list(in_names), output_names=list(out_names),
+                                 opset_version=opset, dynamo=True, verbose=False, optimize=True)
+    proto = prog.model_proto
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, path)
+    return {"file": f"{name}.onnx", **_io_spec(path)}
 
 
 def _git_commit() -> str:
@@ -293,10 +351,11 @@ def write_manifest(out: str, doc: dict) -> dict:
 
 
 def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: Tuple[str, ...] = (),
-                    opset: int = 18, force: bool = False, keypoint_hold: Optional[bool] = None) -> dict:
+                    opset: int = 18, force: bool = False, keypoint_hold: Optional[bool] = None,
+                    rms_norms: str = "fusable") -> dict:
     """Export `checkpoint` (a `kairos train` artifact or a packaged one) into the artifact directory `out`.
     keypoint_hold: override the model's und.keypoint_hold (None: as the checkpoint says); the
-    artifact's config then says what its graphs do."""
+    artifact's config then says what its graphs do. rms_norms: as in export_onnx_graphs."""
     from tqdm import tqdm
     if os.path.abspath(checkpoint) == os.path.abspath(out):
         raise ValueError("export needs a new output directory, not the checkpoint itself")
@@ -326,7 +385,7 @@ def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: 
             json.dump(ck_doc, f, indent=1)
         bar = tqdm(total=5, desc="export", unit="graph")
         graphs = export_onnx_graphs(parts, meta.get("latent_scale", 1.0), tmp, opset,
-                                    progress=lambda n: (bar.set_postfix_str(n), bar.update(1)))
+                                    progress=lambda n: (bar.set_postfix_str(n), bar.update(1)), rms_norms=rms_norms)
         bar.close()
         quant = {}
         if quantize:
@@ -336,7 +395,7 @@ def export_artifact(checkpoint: str, out: str, backend: str = "onnx", quantize: 
                "default_backend": "tensorrt" if backend == "tensorrt" else "onnx",
                "model_config": ck_doc["world_model"], "graphs": graphs, "quantized": quant,
                "state": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in state_spec(parts["world_model"])],
-               "versions": _versions(), "opset": opset,
+               "versions": _versions(), "opset": opset, "rms_norms": rms_norms, "export_revision": EXPORT_REVISION,
                "provenance": {"checkpoint": os.path.abspath(checkpoint), "checkpoint_files": src_manifest.get("files"),
                               "checkpoint_rebuild": src_manifest.get("rebuild"), "git_commit": _git_commit(),
                               "created": _dt.datetime.now().isoformat(timespec="seconds")}}
@@ -373,7 +432,7 @@ def ensure_exported(artifact: str, cache_root: str = "", log=print, quantize: Tu
             if json.load(f).get("format") == ARTIFACT_FORMAT:
                 return artifact
     import hashlib
-    h = hashlib.sha256()
+    h = hashlib.sha256(f"export revision {EXPORT_REVISION}".encode())
     for n in sorted(os.listdir(artifact)):
         if n.endswith(".safetensors") or n == "config.json":
             h.update(n.encode() + sha256_file(os.path.join(artifact, n)).encode())

@@ -246,3 +246,42 @@ def test_the_vae_graphs_with_the_color_shortcut_export_and_agree(tmp_path):
             None, {n: a.numpy() for n, a in zip(ins, args)})
         for w, o in zip(want if isinstance(want, tuple) else (want,), got):
             assert np.abs(w.numpy() - o).max() < 1e-4
+
+
+def test_rms_norms_are_exported_in_the_form_onnxruntime_fuses(exported_default, tmp_path):
+    """FusableRMSNorm computes nn.RMSNorm's function; during export every RMS norm of the parts takes
+    that form (and only then), and onnxruntime fuses each into one SimplifiedLayerNormalization kernel
+    instead of leaving seven nodes (Pow ... Reciprocal, Mul)."""
+    import onnx
+    import onnxruntime as ort
+    from kairos_model.checkpoint import build_parts
+    from training.export import FusableRMSNorm, fusable_rms_norms
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 32)
+    for eps in (None, 1e-5):
+        norm = torch.nn.RMSNorm(32, eps=eps)
+        torch.nn.init.normal_(norm.weight)
+        assert torch.allclose(FusableRMSNorm(norm)(x), norm(x), atol=1e-6, rtol=1e-5)
+    plain = torch.nn.RMSNorm([4, 32], elementwise_affine=False)
+    assert torch.allclose(FusableRMSNorm(plain)(x), plain(x), atol=1e-6, rtol=1e-5)
+    parts = build_parts(WorldModelConfig.preset("tiny"))
+    before = [type(m) for p in parts.values() for m in p.modules()]
+    n_norms = sum(t is torch.nn.RMSNorm for t in before)
+    with pytest.raises(RuntimeError, match="inside"):
+        with fusable_rms_norms(*parts.values()) as n:
+            assert n == n_norms > 0
+            inside = [m for p in parts.values() for m in p.modules()]
+            assert not any(isinstance(m, torch.nn.RMSNorm) for m in inside)
+            assert sum(isinstance(m, FusableRMSNorm) for m in inside) == n_norms
+            raise RuntimeError("inside")
+    assert [type(m) for p in parts.values() for m in p.modules()] == before       # put back, also on an error
+
+    path, _ = exported_default
+    for graph in ("context_step", "denoise_step"):
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / f"{graph}.opt.onnx")
+        ort.InferenceSession(os.path.join(path, f"{graph}.onnx"), so, providers=["CPUExecutionProvider"])
+        ops = [n.op_type for n in onnx.load(so.optimized_model_filepath, load_external_data=False).graph.node]
+        assert ops.count("SimplifiedLayerNormalization") >= 24 and "Reciprocal" not in ops, graph
+    with open(os.path.join(path, "manifest.json")) as f:
+        assert json.load(f)["rms_norms"] == "fusable"
