@@ -73,10 +73,15 @@ def peak_rss_mb() -> float:
 
 
 def artifact_for(preset: str, cache: str) -> str:
-    """tiny: the committed trained checkpoint; others: an untrained preset (same cost), exported once."""
+    """checkpoint_for(preset), exported once."""
     from training.export import ensure_exported
+    return ensure_exported(checkpoint_for(preset, cache), cache_root=cache)
+
+
+def checkpoint_for(preset: str, cache: str) -> str:
+    """tiny: the committed trained checkpoint; others: an untrained preset (same cost), saved once."""
     if preset == "tiny":
-        return ensure_exported(os.path.join(ROOT, "artifacts/tiny_button_press"), cache_root=cache)
+        return os.path.join(ROOT, "artifacts/tiny_button_press")
     src = os.path.join(cache, f"{preset}-checkpoint")
     if not os.path.isdir(src):
         import torch
@@ -85,7 +90,7 @@ def artifact_for(preset: str, cache: str) -> str:
         torch.manual_seed(0)
         cfg = WorldModelConfig.preset(preset, action_dim=8, proprio_dim=8)
         save_checkpoint(src, cfg, build_parts(cfg), meta={})
-    return ensure_exported(src, cache_root=cache)
+    return src
 
 
 def add_int8(path: str) -> None:

@@ -26,24 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from backends import observations  # noqa: E402  (the same stream as bench/backends.py)
+from backends import checkpoint_for, observations  # noqa: E402  (the same checkpoints and stream as bench/backends.py)
 
 FORMS = ("torch", "fusable")
-
-
-def checkpoint_for(preset: str, cache: str) -> str:
-    """tiny: the committed trained checkpoint; others: an untrained preset (same cost), saved once."""
-    if preset == "tiny":
-        return os.path.join(ROOT, "artifacts/tiny_button_press")
-    src = os.path.join(cache, f"{preset}-checkpoint")
-    if not os.path.isdir(src):
-        import torch
-        from kairos_model.checkpoint import build_parts, save_checkpoint
-        from kairos_model.world_model import WorldModelConfig
-        torch.manual_seed(0)
-        cfg = WorldModelConfig.preset(preset, action_dim=8, proprio_dim=8)
-        save_checkpoint(src, cfg, build_parts(cfg), meta={})
-    return src
 
 
 def export_form(checkpoint: str, preset: str, form: str, cache: str) -> str:
