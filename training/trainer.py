@@ -1011,6 +1011,9 @@ def main(argv=None) -> int:
     ap.add_argument("--stage-set", nargs="*", default=[], metavar="STAGE.KEY=YAML",
                     help="override one stage's keys, e.g. --stage-set III.steps=648 III.minutes=null (the "
                          "no-curriculum ablation at the curriculum's step count)")
+    ap.add_argument("--print-recipe", action="store_true",
+                    help="print the recipe as it would run (its base: chain, --set, --stage-set, --out and --data "
+                         "applied) as YAML, and exit without training")
     ap.add_argument("--eval-only", action="store_true", help="recompute the held-out metrics of a finished run")
     ap.add_argument("--stop-after", type=int, help="interrupt after this many steps (resume tests)")
     ap.add_argument("--stop-stage", default=None, help="the stage --stop-after applies to (vae, I, II, III)")
@@ -1028,6 +1031,10 @@ def main(argv=None) -> int:
     adopted = adopt_vae_preset(recipe, args.vae_from)
     if adopted and int(os.environ.get("RANK", "0")) == 0:
         print(adopted)
+    if args.print_recipe:
+        import dataclasses
+        print(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False, width=120), end="")
+        return 0
     if args.stop_after is not None and args.stop_stage is None:
         args.stop_stage = recipe.stages[0].name if recipe.stages else "vae"
     run(recipe, args)

@@ -161,6 +161,22 @@ def test_a_recipe_with_a_base_writes_only_what_it_changes(tmp_path):
         load_recipe(bad({"base": "base.yaml", "name": "x", "out": "y", "stages": [{"name": "I", "stepz": 1}]}))
 
 
+def test_kairos_train_prints_the_resolved_recipe_without_training(tmp_path, capsys):
+    """kairos train RECIPE --print-recipe: the base chain and every override applied, as YAML that
+    parses back into the same recipe; nothing is trained or written."""
+    from training.recipe import recipe_from_dict
+    from training.trainer import main
+    out = tmp_path / "never"
+    assert main(["training/recipes/tiny_shortcut.yaml", "--print-recipe", "--out", str(out),
+                 "--set", "seed=4", "--stage-set", "III.steps=5", "III.minutes=null"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    r = recipe_from_dict(printed)
+    assert (r.name, r.out, r.seed, r.model["vae"]) == ("tiny_shortcut", str(out), 4, "tiny_shortcut")
+    assert [(s.name, s.steps, s.minutes) for s in r.stages][-1] == ("III", 5, None)
+    assert r.stages[0] == load_recipe("training/recipes/tiny.yaml").stages[0]
+    assert not out.exists()
+
+
 def test_shipped_variants_differ_from_their_base_only_where_their_comments_say():
     """The recipes written as `base:` + changes resolve to what they claim (the figures in the docs were
     measured with the same settings written out in full; tests above check the rest)."""
