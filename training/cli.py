@@ -1,6 +1,7 @@
 """The `kairos` command. Subcommands import their modules lazily so that `kairos --help` is fast.
 
-    kairos bench memory [ARGS]          streaming memory benchmark (bench/memory_scaling.py)
+    kairos bench NAME [ARGS]            a benchmark: bench/NAME.py (memory = memory_scaling), e.g.
+                                        kairos bench act_latency --backends onnx torch
     kairos experiment recall [ARGS]     Theorem 1 experiment (training/experiments/recall.py)
     kairos model-info PRESET            parameters per module, tokens per frame, state size
     kairos train-vae [ARGS]             train the video VAE on synthetic physics video
@@ -21,7 +22,14 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHES = {"memory": "memory_scaling.py"}
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+BENCH_ALIASES = {"memory": "memory_scaling"}
+
+
+def bench_names() -> list:
+    """Every bench/NAME.py of a source checkout (helpers excluded), and the aliases."""
+    found = sorted(p.stem for p in BENCH_DIR.glob("*.py") if p.stem != "bench_util")
+    return found + sorted(a for a in BENCH_ALIASES if BENCH_ALIASES[a] in found)
 EXPERIMENTS = {"recall": "training.experiments.recall"}
 COMMANDS = {  # name: (module with main(argv), one-line help)
     "model-info": ("training.model_info", "parameters per module, tokens per frame, state size"),
@@ -61,14 +69,17 @@ def _report(cmd: str, e: BaseException) -> int:
 
 
 def _bench(name: str, rest) -> int:
-    bench_dir = Path(__file__).resolve().parents[1] / "bench"
-    path = bench_dir / BENCHES[name]
+    path = BENCH_DIR / f"{BENCH_ALIASES.get(name, name)}.py"
     if not path.is_file():
         print(f"kairos bench: {path} not found; benchmarks run from a source checkout of kairos_ros",
               file=sys.stderr)
         return 2
     sys.argv = [str(path), *rest]
-    runpy.run_path(str(path), run_name="__main__")
+    sys.path[:0] = [str(BENCH_DIR), str(BENCH_DIR.parent)]      # as `python bench/NAME.py` would have it
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as e:                                     # the scripts end in sys.exit(main())
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
 
 
@@ -76,7 +87,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kairos", description="Kairos-ROS: world action model on ROS 2")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench", help="run a benchmark from bench/", add_help=False)
-    b.add_argument("name", choices=sorted(BENCHES))
+    b.add_argument("name", choices=bench_names() or list(BENCH_ALIASES))
     e = sub.add_parser("experiment", help="run an experiment", add_help=False)
     e.add_argument("name", choices=sorted(EXPERIMENTS))
     for name, (_, help_) in COMMANDS.items():

@@ -28,3 +28,21 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(mi, "main", broken)
     with pytest.raises(ZeroDivisionError):
         cli.main(["model-info", "tiny"])
+
+
+def test_kairos_bench_runs_any_benchmark_of_the_checkout(capsys, monkeypatch):
+    """`kairos bench NAME` is bench/NAME.py (and `memory` its old alias), with bench/ importable as when
+    run directly; its exit status comes back."""
+    import sys
+    from training.cli import bench_names, main
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    names = bench_names()
+    assert {"act_latency", "onnx_norms", "paired_evals", "memory_scaling", "memory"} <= set(names)
+    assert "bench_util" not in names
+    assert main(["bench", "paired_evals", "--help"]) == 0
+    assert "usage: paired_evals.py" in capsys.readouterr().out
+    assert main(["bench", "memory", "--help"]) == 0
+    assert "usage: memory_scaling.py" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "no_such_bench"])
