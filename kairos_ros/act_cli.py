@@ -12,17 +12,20 @@ import sys
 import yaml
 
 
-def load_params(path: str, node_name: str = "kairos_act") -> dict:
-    from kairos_ros.act_node import PARAMETERS
+def load_params(path: str, node_name: str = "kairos_act", known=None) -> dict:
+    """The node's `ros__parameters` from a ROS 2 params file; names outside `known` (default: the
+    act node's PARAMETERS) are an error."""
+    if known is None:
+        from kairos_ros.act_node import PARAMETERS as known
     with open(path) as f:
         doc = yaml.safe_load(f) or {}
     section = doc.get(node_name) or doc.get(f"/{node_name}") or doc.get("/**") or {}
     params = section.get("ros__parameters")
     if params is None:
         raise ValueError(f"{path}: expected '{node_name}: ros__parameters: {{...}}'")
-    unknown = sorted(set(params) - set(PARAMETERS))
+    unknown = sorted(set(params) - set(known))
     if unknown:
-        raise ValueError(f"{path}: unknown parameters {unknown}; known: {sorted(PARAMETERS)}")
+        raise ValueError(f"{path}: unknown parameters {unknown}; known: {sorted(known)}")
     return params
 
 

@@ -11,6 +11,7 @@
     kairos evaluate --artifact ...      closed-loop episodes in the simulator + report
     kairos sim-act                      the main job: the act node drives the simulated robot
     kairos act --config config/act.yaml the act node in one process (configure + activate + spin)
+    kairos record [--output-dir D]      the recorder node in one process (config/record.yaml)
     kairos distill RECIPE.yaml          teacher -> 4-step student (consistency distillation + DMD)
     kairos export OUT --checkpoint C    ONNX graphs (+ TensorRT engines) and a verified manifest
     kairos verify ARTIFACT              hashes, graph signatures, and a run on every backend here
@@ -44,6 +45,7 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
     "eval-bag": ("training.eval_bag", "offline evaluation of an artifact on recorded bags, with a report"),
     "sim-act": ("kairos_ros.sim_act_cli", "the main job: act node + simulated robot, closed loop, report"),
     "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
+    "record": ("kairos_ros.record_cli", "run the recorder node in one process: episodes into rosbag2 (mcap)"),
     "distill": ("training.distill", "few-step distillation (consistency + DMD) of a trained checkpoint"),
     "export": ("training.export", "checkpoint -> deployed artifact: ONNX graphs (+ TensorRT engines), manifest"),
     "verify": ("training.export:verify_main", "check an artifact's hashes and graphs and run it on each backend"),

@@ -15,14 +15,22 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.mark.timeout(180)
-def test_recorder_records_a_labelled_episode(ros_context, tmp_path):
+@pytest.mark.parametrize("launcher", ["recorder", "kairos record"])
+def test_recorder_records_a_labelled_episode(ros_context, tmp_path, launcher):
+    """The same node from its console script (with ROS arguments) and from `kairos record` (the params
+    file config/record.yaml, --output-dir, further ROS arguments passed through)."""
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
     env = {**os.environ, "ROS_DOMAIN_ID": str(ros_context.get_domain_id())}
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "recorder"), "--ros-args",
-                             "-p", f"output_dir:={tmp_path}", "-p", "min_free_mb:=0.0"],
+    bin_dir = os.path.dirname(sys.executable)
+    if launcher == "recorder":
+        cmd = [os.path.join(bin_dir, "recorder"), "--ros-args", "-p", f"output_dir:={tmp_path}", "-p", "min_free_mb:=0.0"]
+    else:
+        cmd = [os.path.join(bin_dir, "kairos"), "record", "--output-dir", str(tmp_path),
+               "--ros-args", "-p", "min_free_mb:=0.0"]
+    proc = subprocess.Popen(cmd,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     node = rclpy.create_node("recorder_test", context=ros_context)
     ex = rclpy.executors.SingleThreadedExecutor(context=ros_context)
@@ -63,3 +71,13 @@ def test_recorder_records_a_labelled_episode(ros_context, tmp_path):
     js = [m[3] for m in msgs if m[0] == "/joint_states"]
     assert len(js) >= 12 and js[0].name == ["a"]
     assert len(rec["segments"]) >= 2                            # 1.5 s of data: closed one-second segments
+
+
+def test_kairos_record_refuses_a_params_file_with_unknown_names(tmp_path, capsys):
+    from training.cli import main
+    bad = tmp_path / "record.yaml"
+    bad.write_text("recorder:\n  ros__parameters:\n    output_dir: x\n    segment_seconds: 2.0\n")
+    assert main(["record", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown parameters ['segment_seconds']" in err and "segment_s" in err
+
