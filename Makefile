@@ -11,7 +11,7 @@ setup:
 # The main job: the act node drives the simulated robot over ROS 2 topics (config/sim_act.yaml,
 # the committed one-step student artifacts/tiny_button_press_student), 5 held-out episodes, report in runs/sim_act.
 demo: setup
-	$(VENV)/bin/kairos sim-act --episodes 5 --report runs/sim_act
+	$(VENV)/bin/kairos demo
 
 # Rebuild the default artifact from scratch: the tiny curriculum (stages I-III), then package it.
 train-tiny: setup

@@ -10,6 +10,7 @@
     kairos train RECIPE.yaml            stages I-III of the curriculum (torchrun for several processes)
     kairos evaluate --artifact ...      closed-loop episodes in the simulator + report
     kairos sim-act                      the main job: the act node drives the simulated robot
+    kairos demo                         the same, as `make demo` runs it
     kairos act --config config/act.yaml the act node in one process (configure + activate + spin)
     kairos record [--output-dir D]      the recorder node in one process (config/record.yaml)
     kairos distill RECIPE.yaml          teacher -> 4-step student (consistency distillation + DMD)
@@ -44,6 +45,7 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
     "dataset": ("training.data.bags", "dataset from-bags: recorded episodes -> LeRobot dataset"),
     "eval-bag": ("training.eval_bag", "offline evaluation of an artifact on recorded bags, with a report"),
     "sim-act": ("kairos_ros.sim_act_cli", "the main job: act node + simulated robot, closed loop, report"),
+    "demo": ("training.cli:demo", "the main job as `make demo` runs it (sim-act, 5 episodes, report in runs/sim_act)"),
     "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
     "record": ("kairos_ros.record_cli", "run the recorder node in one process: episodes into rosbag2 (mcap)"),
     "distill": ("training.distill", "few-step distillation (consistency + DMD) of a trained checkpoint"),
@@ -68,6 +70,13 @@ def _report(cmd: str, e: BaseException) -> int:
     print(f"kairos {cmd}: error: {e}\n  [{type(e).__name__}{where}; KAIROS_DEBUG=1 shows the traceback]",
           file=sys.stderr)
     return 2
+
+
+def demo(argv) -> int:
+    """`make demo`'s main job: sim-act on 5 held-out episodes, report in runs/sim_act (further
+    sim-act arguments override)."""
+    from kairos_ros.sim_act_cli import main as sim_act
+    return sim_act(["--episodes", "5", "--report", "runs/sim_act", *argv])
 
 
 def _bench(name: str, rest) -> int:
