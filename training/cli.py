@@ -13,7 +13,7 @@
     kairos demo                         the same, as `make demo` runs it
     kairos act --config config/act.yaml the act node in one process (configure + activate + spin)
     kairos record [--output-dir D]      the recorder node in one process (config/record.yaml)
-    kairos distill RECIPE.yaml          teacher -> 4-step student (consistency distillation + DMD)
+    kairos distill RECIPE.yaml          teacher -> few-step student (consistency distillation + DMD)
     kairos export OUT --checkpoint C    ONNX graphs (+ TensorRT engines) and a verified manifest
     kairos verify ARTIFACT              hashes, graph signatures, and a run on every backend here
 """

@@ -3,6 +3,7 @@ consistency distillation on teacher ODE pairs + Distribution Matching Distillati
 the paper does ("from dozens to 4 steps").
 
     kairos distill training/recipes/distill_tiny.yaml          # teacher -> 4-step student, <= 20 min on CPU
+    kairos distill training/recipes/distill_tiny_1step.yaml    # -> the one-step student the main job runs
 
 One iteration on a batch of demonstration clips (context computed once per model, as at run time):
 
