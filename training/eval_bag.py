@@ -129,13 +129,22 @@ def main(argv=None) -> int:
     ap.add_argument("--camera-topic")
     ap.add_argument("--joints-topic")
     ap.add_argument("--instruction", default="", help="overrides the recorded task text")
-    ap.add_argument("--sampler-steps", type=int, default=4)
+    ap.add_argument("--sampler-steps", type=int, default=None,
+                    help="default: the artifact's own (a distilled student's step count, else 4)")
     ap.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx", "tensorrt"),
                     help="auto: an exported artifact's default backend, torch for a plain checkpoint")
     ap.add_argument("--report", default="runs/eval_bag")
     args = ap.parse_args(argv)
-    from kairos_model.engine import load_engine
-    loaded = load_engine(args.artifact, sampler_steps=args.sampler_steps, backend=args.backend)
+    from kairos_model.engine import artifact_sampler_steps, load_engine
+    if args.sampler_steps is None:
+        args.sampler_steps = artifact_sampler_steps(args.artifact)
+    if args.sampler_steps < 1:
+        ap.error("--sampler-steps must be at least 1")
+    artifact = args.artifact
+    if args.backend in ("onnx", "tensorrt"):        # a plain checkpoint is exported once, as the act node does
+        from training.export import ensure_exported
+        artifact = ensure_exported(artifact)
+    loaded = load_engine(artifact, sampler_steps=args.sampler_steps, backend=args.backend)
     if not loaded.joint_names:
         print("kairos eval-bag: the artifact names no joints (meta.joint_names); cannot map the bag's", file=sys.stderr)
         return 2

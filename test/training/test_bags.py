@@ -51,3 +51,28 @@ def test_incomplete_and_topicless_bags_are_reported(tmp_path):
         bags_to_dataset([no_cam], str(tmp_path / "ds2"), ["a", "b"])
     with pytest.raises(DatasetError, match=r"missing \['c'\]"):
         bags_to_dataset([good], str(tmp_path / "ds3"), ["a", "c"])
+
+
+def test_jittered_arrivals_keep_every_frame_with_its_own_joint_state(tmp_path):
+    """Messages at the control rate that arrive a few ms after the ticks (and the joint state 1 ms after
+    its frame), as the recorder writes the main job: every frame is used once, with the joint state
+    taken at the same moment, so action = next state is one real step everywhere (taking the newest
+    message at or before each tick repeated the first frame and lagged the states by one)."""
+    from training.data.bags import episode_from_bag
+    rec = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path), min_free_mb=0))
+    name = rec.start_episode(task="press the button")
+    jitter_ms = [0, 6, 4, 7, 5, 6, 3, 8, 6, 5, 7, 4]
+    for i, j in enumerate(jitter_ms):
+        t = 5 * S + i * S // 10 + j * 1_000_000
+        img = np.full((8, 8, 3), 10 * i, np.uint8)
+        rec.write("/camera/image_raw", "sensor_msgs/msg/Image", t,
+                  serialize_message(Image(height=8, width=8, encoding="rgb8", step=24, data=img.tobytes())))
+        rec.write("/joint_states", "sensor_msgs/msg/JointState", t + 1_000_000,
+                  serialize_message(JointState(name=["a", "b"], position=[0.1 * i, -0.1 * i])))
+    rec.end_episode(success=True)
+    ep = episode_from_bag(str(tmp_path / name), ["a", "b"], rate_hz=10, image_size=8)
+    frame_index = ep.frames["observation.images.cam"][:, 0, 0, 0] / 10
+    np.testing.assert_array_equal(frame_index, np.arange(len(frame_index)))          # none repeated or skipped
+    np.testing.assert_allclose(ep.state[:, 0], 0.1 * frame_index, atol=1e-6)          # each with its own state
+    np.testing.assert_allclose(np.diff(ep.state[:, 0]), 0.1, atol=1e-6)               # one real step per tick
+    assert len(frame_index) >= len(jitter_ms) - 1

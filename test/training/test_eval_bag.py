@@ -52,3 +52,16 @@ def test_a_bag_without_a_camera_lists_what_it_holds(tmp_path):
     rec.end_episode()
     with pytest.raises(DatasetError, match=r"holds .*JointState"):
         main([str(tmp_path / name), "--artifact", "artifacts/tiny_button_press", "--report", str(tmp_path / "r")])
+
+
+def test_eval_bag_exports_a_checkpoint_once_for_the_onnx_backend(expert_bag, tmp_path, monkeypatch, exported_default):
+    """--backend onnx on a plain checkpoint exports it once into the export cache (as the act node and
+    kairos evaluate do) instead of refusing it; the student is sampled at its own step count."""
+    exported, root = exported_default                       # the main job's student, exported by the fixture
+    monkeypatch.setenv("KAIROS_EXPORT_CACHE", root)
+    student = "artifacts/tiny_button_press_student"
+    assert main([str(expert_bag), "--artifact", student, "--backend", "onnx", "--report", str(tmp_path)]) == 0
+    r = json.load(open(tmp_path / "report.json"))[0]
+    assert r["action_mae_rad"] < 0.5 * r["hold_baseline_mae_rad"], r
+    from kairos_model.engine import artifact_sampler_steps
+    assert artifact_sampler_steps(student) == 1 and artifact_sampler_steps(exported) == 1

@@ -3,11 +3,18 @@
     kairos dataset from-bags data/bags/episode_* --out data/robot_ds [--rate 10] [--image-size 64]
 
 Per episode: the camera frames, joint states and instruction are read (rosbags, no ROS install
-needed), resampled onto a fixed control-rate timeline (each tick takes the newest frame and joint
-state at or before it), images are centre-cropped and resized, joint vectors are mapped by name
-onto the model's order (`JointMapping`: an unknown or missing joint is an error), and the action at
-tick t is the joint state reached at tick t+1 (the same joint-space semantics as the simulator's
-expert data; `--action-source command` uses the commanded trajectory's next point instead).
+needed), resampled onto a fixed control-rate timeline (each tick takes the camera frame nearest to
+it in time, and the joint state nearest to that frame), images are centre-cropped and resized,
+joint vectors are mapped by name onto the model's order (`JointMapping`: an unknown or missing
+joint is an error), and the action at tick t is the joint state reached at tick t+1 (the same
+joint-space semantics as the simulator's expert data; `--action-source command` uses the first
+point of the last trajectory commanded before tick t+1's frame instead).
+
+Nearest, not newest-before: messages at the control rate arrive a few milliseconds either side of
+the ticks, and taking the newest at or before each tick then lags a whole period where they arrive
+just after it, repeating the first frame and state (a "stand still" label) and skipping one
+wherever the jitter crosses a tick (measured on bags the recorder wrote of the main job: the model
+that drove the episode predicted the recorded motion no better than holding still).
 Incomplete episodes (a crashed recorder) and episodes without the needed topics are reported and
 left out, with the reason; nothing is skipped silently.
 """
@@ -55,6 +62,16 @@ def read_messages(path: str):
     return rec, sorted(msgs, key=lambda m: m[2])
 
 
+def nearest(times: np.ndarray, t: int) -> int:
+    """Index of the sample in the sorted `times` nearest to t (the earlier one on a tie)."""
+    i = int(np.searchsorted(times, t, side="left"))
+    if i == 0:
+        return 0
+    if i == len(times):
+        return len(times) - 1
+    return i if times[i] - t < t - times[i - 1] else i - 1
+
+
 def episode_from_bag(path: str, joint_names: Sequence[str], rate_hz: float = 10.0, image_size: int = 64,
                      camera_topic: Optional[str] = None, joints_topic: Optional[str] = None,
                      action_source: str = "next_state", mapping: Optional[JointMapping] = None) -> Episode:
@@ -86,10 +103,11 @@ def episode_from_bag(path: str, joint_names: Sequence[str], rate_hz: float = 10.
         raise DatasetError(f"{path}: only {len(ticks)} control ticks of overlapping camera and joint data")
     ct = np.array([t for t, _ in cams])
     jt = np.array([t for t, _ in joints])
-    frames, states = [], []
+    frames, states, frame_t = [], [], []
     for t in ticks:
-        cm = cams[int(np.searchsorted(ct, t, side="right")) - 1][1]
-        jm = joints[int(np.searchsorted(jt, t, side="right")) - 1][1]
+        c = nearest(ct, t)
+        cm, jm = cams[c][1], joints[nearest(jt, ct[c])][1]
+        frame_t.append(ct[c])
         try:
             rgb = image_to_rgb(cm.encoding, cm.height, cm.width, cm.step, bytes(cm.data))
         except ImageError as e:
@@ -103,8 +121,9 @@ def episode_from_bag(path: str, joint_names: Sequence[str], rate_hz: float = 10.
         trajs = pick("trajectory_msgs/msg/JointTrajectory", None)
         tt = np.array([t for t, _ in trajs])
         actions = []
-        for k, t in enumerate(ticks):
-            i = int(np.searchsorted(tt, t, side="right")) - 1
+        for k in range(len(ticks)):
+            until = frame_t[k + 1] if k + 1 < len(ticks) else frame_t[k] + dt
+            i = int(np.searchsorted(tt, until, side="left")) - 1            # the last command before it
             if i < 0 or not trajs[i][1].points:
                 actions.append(states[min(k + 1, len(states) - 1)])
                 continue
