@@ -76,3 +76,32 @@ def test_jittered_arrivals_keep_every_frame_with_its_own_joint_state(tmp_path):
     np.testing.assert_allclose(ep.state[:, 0], 0.1 * frame_index, atol=1e-6)          # each with its own state
     np.testing.assert_allclose(np.diff(ep.state[:, 0]), 0.1, atol=1e-6)               # one real step per tick
     assert len(frame_index) >= len(jitter_ms) - 1
+
+
+def test_a_late_camera_frame_pairs_with_the_joints_read_when_it_was_taken(tmp_path):
+    """Camera frames stamped when taken but received 35 ms later, joint states at 100 Hz: each tick's
+    state is the one read at the frame's header stamp, not at its arrival (3-4 joint samples later)."""
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+    from training.data.bags import episode_from_bag
+    rec = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path), min_free_mb=0))
+    name = rec.start_episode(task="press the button")
+    ms = 1_000_000
+    events = []
+    for k in range(130):                                    # joints: read and received every 10 ms
+        t = 5 * S + k * 10 * ms
+        events.append((t, "/joint_states", "sensor_msgs/msg/JointState", JointState(
+            header=Header(stamp=Time(sec=t // S, nanosec=t % S)), name=["a", "b"], position=[0.01 * k, 0.0])))
+    for i in range(12):                                     # camera: taken every 100 ms, received 35 ms later
+        t = 5 * S + i * 100 * ms
+        img = np.full((8, 8, 3), 10 * i, np.uint8)
+        events.append((t + 35 * ms, "/camera/image_raw", "sensor_msgs/msg/Image", Image(
+            header=Header(stamp=Time(sec=t // S, nanosec=t % S)), height=8, width=8, encoding="rgb8", step=24,
+            data=img.tobytes())))
+    for t, topic, typ, msg in sorted(events, key=lambda e: e[0]):
+        rec.write(topic, typ, t, serialize_message(msg))
+    rec.end_episode(success=True)
+    ep = episode_from_bag(str(tmp_path / name), ["a", "b"], rate_hz=10, image_size=8)
+    frame_index = ep.frames["observation.images.cam"][:, 0, 0, 0] / 10
+    np.testing.assert_array_equal(frame_index, np.arange(len(frame_index)))
+    np.testing.assert_allclose(ep.state[:, 0], 0.1 * frame_index, atol=1e-6)

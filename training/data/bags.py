@@ -10,6 +10,8 @@ joint is an error), and the action at tick t is the joint state reached at tick 
 joint-space semantics as the simulator's expert data; `--action-source command` uses the first
 point of the last trajectory commanded before tick t+1's frame instead).
 
+Times are the header stamps where a topic's messages all carry one (else the recorder's receive
+times), so a frame is paired with the joints read when it was taken, not when it arrived.
 Nearest, not newest-before: messages at the control rate arrive a few milliseconds either side of
 the ticks, and taking the newest at or before each tick then lags a whole period where they arrive
 just after it, repeating the first frame and state (a "stand still" label) and skipping one
@@ -62,6 +64,17 @@ def read_messages(path: str):
     return rec, sorted(msgs, key=lambda m: m[2])
 
 
+def _by_stamp(msgs: list) -> list:
+    """[(t_ns, message)] re-timed by the messages' header stamps (when the image was taken, the joints
+    read) where every message of the topic has one, else kept at their receive times, sorted. Receive
+    times lag by the transport (a camera frame tens of ms, a joint state little), which would pair a
+    frame with a later joint state; the act node pairs them by header stamp too (`sync_tolerance_s`)."""
+    stamps = [_stamp_ns(m.header.stamp) if hasattr(m, "header") else 0 for _, m in msgs]
+    if all(st > 0 for st in stamps):
+        msgs = [(st, m) for st, (_, m) in zip(stamps, msgs)]
+    return sorted(msgs, key=lambda x: x[0])
+
+
 def nearest(times: np.ndarray, t: int) -> int:
     """Index of the sample in the sorted `times` nearest to t (the earlier one on a tie)."""
     i = int(np.searchsorted(times, t, side="left"))
@@ -93,8 +106,8 @@ def episode_from_bag(path: str, joint_names: Sequence[str], rate_hz: float = 10.
                                f"(choose with --camera-topic / --joints-topic)")
         return next(iter(topics.values()))
 
-    cams = pick("sensor_msgs/msg/Image", camera_topic)
-    joints = pick("sensor_msgs/msg/JointState", joints_topic)
+    cams = _by_stamp(pick("sensor_msgs/msg/Image", camera_topic))
+    joints = _by_stamp(pick("sensor_msgs/msg/JointState", joints_topic))
     mapping = mapping or JointMapping(list(joint_names))
     dt = int(1e9 / rate_hz)
     t0, t1 = max(cams[0][0], joints[0][0]), min(cams[-1][0], joints[-1][0])
@@ -118,7 +131,7 @@ def episode_from_bag(path: str, joint_names: Sequence[str], rate_hz: float = 10.
     if action_source == "next_state":
         actions = np.concatenate([states[1:], states[-1:]])
     elif action_source == "command":
-        trajs = pick("trajectory_msgs/msg/JointTrajectory", None)
+        trajs = _by_stamp(pick("trajectory_msgs/msg/JointTrajectory", None))   # a zero stamp (start now): receive times
         tt = np.array([t for t, _ in trajs])
         actions = []
         for k in range(len(ticks)):
