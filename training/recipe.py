@@ -38,7 +38,9 @@ class SourceConfig:
     camera: for sim_expert, the simulator camera its frames (and the held-out episodes') come from.
     aux_only: the source's frames and object/goal positions (observation.environment_state) feed only
     the stage's position loss (`aux_weight`), never the video or action loss: labelled scenes, e.g. a
-    `kairos collect --snapshots` dataset (lerobot kind), which no other role accepts."""
+    `kairos collect --snapshots` dataset (lerobot kind), which no other role accepts.
+    command_joints: for rosbag, joints whose action labels come from the commanded trajectory rather
+    than the next joint state (a gripper; training/data/bags.py)."""
     kind: str
     weight: float = 1.0
     path: Optional[str] = None
@@ -50,6 +52,7 @@ class SourceConfig:
     control_hz: float = 10.0
     camera: str = "corner2"
     aux_only: bool = False
+    command_joints: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -180,7 +183,10 @@ def _strict(cls, d: Dict[str, Any], where: str) -> Dict[str, Any]:
 
 
 def _source(d, where):
-    return SourceConfig(**_strict(SourceConfig, d, where))
+    src = SourceConfig(**_strict(SourceConfig, d, where))
+    if src.command_joints and src.kind != "rosbag":
+        raise ValueError(f"{where}: command_joints labels recorded bags (kind: rosbag), not a {src.kind!r} source")
+    return src
 
 
 def recipe_from_dict(d: Dict[str, Any]) -> RecipeConfig:

@@ -417,11 +417,11 @@ def _ensure_bag_dataset(src: SourceConfig, out: str, joint_names, D: Dist, sync:
     from kairos_ros.core.recorder import iter_episodes
     from training.data.bags import bags_to_dataset
     eps = list(iter_episodes(src.path))
-    key = hashlib.sha256("|".join(eps).encode()).hexdigest()[:10]
+    key = hashlib.sha256("|".join(eps + ["command:"] + list(src.command_joints)).encode()).hexdigest()[:10]
     path = os.path.join(out, "data", f"bags_{key}")
     if D.main and not os.path.isfile(os.path.join(path, "meta", "info.json")):
         shutil.rmtree(path, ignore_errors=True)
-        n, left = bags_to_dataset(eps, path, joint_names)
+        n, left = bags_to_dataset(eps, path, joint_names, command_joints=src.command_joints)
         print(f"converted {n} recorded episodes from {src.path}" + "".join(f"\n  left out {w}" for w in left))
     if sync:
         D.barrier()
@@ -439,7 +439,8 @@ def episodes_control_dt(eps) -> float:
 
 
 def source_key(src: SourceConfig) -> tuple:
-    return (src.kind, src.path, tuple(src.tasks), src.episodes, src.first_variation, src.control_hz, src.camera)
+    return (src.kind, src.path, tuple(src.tasks), src.episodes, src.first_variation, src.control_hz, src.camera,
+            tuple(src.command_joints))
 
 
 def open_dataset(src: SourceConfig, out: str, joint_names, D: Dist, sync: bool = True) -> LeRobotDataset:
@@ -1027,7 +1028,7 @@ def main(argv=None) -> int:
         for st in recipe.stages:
             for s in st.sources:
                 if s.actions and not s.aux_only:
-                    s.kind, s.path = "lerobot", args.data
+                    s.kind, s.path, s.command_joints = "lerobot", args.data, []   # labelled when converted
     adopted = adopt_vae_preset(recipe, args.vae_from)
     if adopted and int(os.environ.get("RANK", "0")) == 0:
         print(adopted)

@@ -105,3 +105,46 @@ def test_a_late_camera_frame_pairs_with_the_joints_read_when_it_was_taken(tmp_pa
     frame_index = ep.frames["observation.images.cam"][:, 0, 0, 0] / 10
     np.testing.assert_array_equal(frame_index, np.arange(len(frame_index)))
     np.testing.assert_allclose(ep.state[:, 0], 0.1 * frame_index, atol=1e-6)
+
+
+def test_a_commanded_gripper_is_labelled_by_its_command(tmp_path):
+    """--command-joints: those joints' labels are the commanded trajectory's first point (the last
+    command before the next frame), the others the next joint state; before any command, the next
+    state; a name outside the model's joints is an error."""
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    from training.data.bags import episode_from_bag
+    rec = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path), min_free_mb=0))
+    name = rec.start_episode(task="pick")
+    grip = [0.0, 0.015, 0.04, 0.04, 0.04, 0.04, 0.04, 0.04]             # the finger lags its command
+    for i, g in enumerate(grip):
+        t = 5 * S + i * S // 10
+        rec.write("/camera/image_raw", "sensor_msgs/msg/Image", t, serialize_message(
+            Image(height=8, width=8, encoding="rgb8", step=24, data=np.full((8, 8, 3), i, np.uint8).tobytes())))
+        rec.write("/joint_states", "sensor_msgs/msg/JointState", t,
+                  serialize_message(JointState(name=["arm", "grip"], position=[0.1 * i, g])))
+        if i >= 1:                                                      # commands answer frames 1, 2, ...
+            rec.write("/joint_trajectory_controller/joint_trajectory", "trajectory_msgs/msg/JointTrajectory",
+                      t + 5_000_000, serialize_message(JointTrajectory(joint_names=["grip", "arm"], points=[
+                          JointTrajectoryPoint(positions=[0.04, 0.1 * i + 0.5])])))
+    rec.end_episode(success=True)
+    ep = episode_from_bag(str(tmp_path / name), ["arm", "grip"], rate_hz=10, image_size=8, command_joints=["grip"])
+    np.testing.assert_allclose(ep.action[:-1, 0], ep.state[1:, 0], atol=1e-6)        # the arm: next state
+    np.testing.assert_allclose(ep.action[0, 1], 0.015, atol=1e-6)                     # no command yet
+    np.testing.assert_allclose(ep.action[1:, 1], 0.04, atol=1e-6)                     # the gripper: its command
+    plain = episode_from_bag(str(tmp_path / name), ["arm", "grip"], rate_hz=10, image_size=8)
+    np.testing.assert_allclose(plain.action[:-1], plain.state[1:], atol=1e-6)
+    every = episode_from_bag(str(tmp_path / name), ["arm", "grip"], rate_hz=10, image_size=8, action_source="command")
+    np.testing.assert_allclose(every.action[1:-1, 0], 0.1 * np.arange(1, len(grip) - 1) + 0.5, atol=1e-6)
+    with pytest.raises(DatasetError, match=r"command joints \['r_close'\]"):
+        episode_from_bag(str(tmp_path / name), ["arm", "grip"], rate_hz=10, image_size=8, command_joints=["r_close"])
+
+
+def test_command_joints_belong_to_a_rosbag_source():
+    from training.recipe import load_recipe, recipe_from_dict
+    d = {"name": "x", "stages": [{"name": "III", "objective": "video+action", "steps": 1, "sources": [
+        {"kind": "rosbag", "path": "data/bags", "actions": True, "command_joints": ["r_close"]}]}]}
+    assert recipe_from_dict(d).stages[0].sources[0].command_joints == ["r_close"]
+    d["stages"][0]["sources"][0]["kind"] = "lerobot"
+    with pytest.raises(ValueError, match="command_joints labels recorded bags"):
+        recipe_from_dict(d)
+    assert load_recipe("training/recipes/finetune.yaml").stages[0].sources[0].command_joints == []

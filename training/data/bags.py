@@ -6,9 +6,13 @@ Per episode: the camera frames, joint states and instruction are read (rosbags, 
 needed), resampled onto a fixed control-rate timeline (each tick takes the camera frame nearest to
 it in time, and the joint state nearest to that frame), images are centre-cropped and resized,
 joint vectors are mapped by name onto the model's order (`JointMapping`: an unknown or missing
-joint is an error), and the action at tick t is the joint state reached at tick t+1 (the same
-joint-space semantics as the simulator's expert data; `--action-source command` uses the first
-point of the last trajectory commanded before tick t+1's frame instead).
+joint is an error), and the action at tick t is the joint state reached at tick t+1, the same
+joint-space semantics as the simulator's expert data for an arm. A gripper is different: its label
+there is the command (open or closed), and the finger position it reaches lags the command by a
+tick or two, or stops at the object it grasps, so `--command-joints r_close` takes those joints'
+labels from the commanded trajectory (the first point of the last trajectory commanded before tick
+t+1's frame) and the rest from the next joint state; `--action-source command` takes every joint's
+label from the command.
 
 Times are the header stamps where a topic's messages all carry one (else the recorder's receive
 times), so a frame is paired with the joints read when it was taken, not when it arrived.
@@ -87,7 +91,10 @@ def nearest(times: np.ndarray, t: int) -> int:
 
 def episode_from_bag(path: str, joint_names: Sequence[str], rate_hz: float = 10.0, image_size: int = 64,
                      camera_topic: Optional[str] = None, joints_topic: Optional[str] = None,
-                     action_source: str = "next_state", mapping: Optional[JointMapping] = None) -> Episode:
+                     action_source: str = "next_state", mapping: Optional[JointMapping] = None,
+                     command_joints: Sequence[str] = ()) -> Episode:
+    """One bag as an Episode at `rate_hz` (module docstring). command_joints: joints (model names) whose
+    action labels come from the commanded trajectory, the others from the next joint state."""
     from kairos_ros.core.image import ImageError, image_to_rgb, resize_rgb
     rec, msgs = read_messages(path)
     by_type = {}
@@ -128,23 +135,25 @@ def episode_from_bag(path: str, joint_names: Sequence[str], rate_hz: float = 10.
         frames.append(resize_rgb(rgb, image_size))
         states.append(mapping.apply(np.asarray(jm.position, np.float64), list(jm.name), "joint_states"))
     states = np.stack(states)
-    if action_source == "next_state":
-        actions = np.concatenate([states[1:], states[-1:]])
-    elif action_source == "command":
+    if action_source not in ("next_state", "command"):
+        raise ValueError(f"action_source must be next_state or command, got {action_source!r}")
+    unknown = sorted(set(command_joints) - set(joint_names))
+    if unknown:
+        raise DatasetError(f"command joints {unknown} are not among the model's joints {list(joint_names)}")
+    actions = np.concatenate([states[1:], states[-1:]])                 # the joint state reached next
+    from_command = (list(range(len(joint_names))) if action_source == "command"
+                    else [list(joint_names).index(n) for n in command_joints])
+    if from_command:
         trajs = _by_stamp(pick("trajectory_msgs/msg/JointTrajectory", None))   # a zero stamp (start now): receive times
         tt = np.array([t for t, _ in trajs])
-        actions = []
         for k in range(len(ticks)):
             until = frame_t[k + 1] if k + 1 < len(ticks) else frame_t[k] + dt
             i = int(np.searchsorted(tt, until, side="left")) - 1            # the last command before it
             if i < 0 or not trajs[i][1].points:
-                actions.append(states[min(k + 1, len(states) - 1)])
-                continue
+                continue                                                # none yet: the next state stands
             m = trajs[i][1]
-            actions.append(mapping.apply(np.asarray(m.points[0].positions), list(m.joint_names), "trajectory"))
-        actions = np.stack(actions)
-    else:
-        raise ValueError(f"action_source must be next_state or command, got {action_source!r}")
+            cmd = mapping.apply(np.asarray(m.points[0].positions), list(m.joint_names), "trajectory")
+            actions[k, from_command] = cmd[from_command]
     return Episode({"observation.images.cam": np.stack(frames)}, states.astype(np.float32),
                    actions.astype(np.float32), rec.get("task") or "", index=rec.get("index", 0),
                    success=rec.get("success"))
@@ -187,12 +196,15 @@ def main(argv=None) -> int:
     fb.add_argument("--camera-topic")
     fb.add_argument("--joints-topic")
     fb.add_argument("--action-source", default="next_state", choices=["next_state", "command"])
+    fb.add_argument("--command-joints", nargs="+", default=[], metavar="JOINT",
+                    help="joints labelled by the commanded trajectory instead of the next joint state (a gripper: "
+                         "--command-joints r_close for the simulated Sawyer)")
     fb.add_argument("--include-incomplete", action="store_true")
     fb.add_argument("--only-success", action="store_true")
     args = ap.parse_args(argv)
     n, left = bags_to_dataset(args.bags, args.out, args.joints, args.rate, args.image_size, args.include_incomplete,
                               args.only_success, camera_topic=args.camera_topic, joints_topic=args.joints_topic,
-                              action_source=args.action_source)
+                              action_source=args.action_source, command_joints=args.command_joints)
     for why in left:
         print(f"left out {why}")
     print(f"wrote {n} episodes to {args.out}")
