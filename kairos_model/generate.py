@@ -3,8 +3,13 @@
 The video DiT is rolled forward chunk by chunk: it predicts the next F latent frames from the
 streaming context, those frames are fed back into the memory as observations, and so on. The
 memory state is fixed-size, so a clip can be far longer than any training clip at a cost per frame
-that does not grow (bench/generate_scaling.py measures it). Latents are decoded with the VAE's
-causal streaming decoder as they come.
+that does not grow (bench/generate_scaling.py measures it).
+
+Frames are handled as the model is trained and deployed (training.trainer.WorldModelTrainable,
+kairos_model.engine.TorchEngine): one latent per frame, each frame encoded and decoded alone by the
+VAE, latents scaled by the checkpoint's latent_scale, and each frame's understanding tokens made
+from that frame (the prompt's text tokens with the frame's image tokens; a generated frame's image
+tokens come from its decoded pixels).
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from typing import Callable, Iterator, List, Optional
 import torch
 
 from kairos_model.understanding import UnderstandingEncoder
-from kairos_model.vae import VAEStreamState, VideoVAE
+from kairos_model.vae import VideoVAE
 from kairos_model.world_model import KairosWorldModel
 
 
@@ -29,24 +34,38 @@ class GenerateConfig:
 
 
 class WorldGenerator:
-    """Holds the three models and produces frames [3, H, W] in [0, 1], one latent chunk at a time."""
+    """Holds the three models and produces frames [3, H, W] in [0, 1], one latent chunk at a time.
+    latent_scale: the checkpoint's (meta.latent_scale): the world model works on VAE latents times it."""
 
-    def __init__(self, model: KairosWorldModel, vae: VideoVAE, und: UnderstandingEncoder):
+    def __init__(self, model: KairosWorldModel, vae: VideoVAE, und: UnderstandingEncoder,
+                 latent_scale: float = 1.0):
         if model.cfg.latent_channels != vae.cfg.latent_channels:
             raise ValueError(f"world model expects {model.cfg.latent_channels} latent channels, "
                              f"the VAE makes {vae.cfg.latent_channels}")
         self.model, self.vae, self.und = model.eval(), vae.eval(), und.eval()
+        self.latent_scale = float(latent_scale)
 
     def latent_frames_needed(self, frames: int) -> int:
+        """One latent per frame (the world model's frames are the VAE's single frames)."""
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
-        k = self.vae.cfg.time_down
-        return 1 + -(-(frames - 1) // k)
+        return frames
+
+    def _observe(self, image_1chw: torch.Tensor, text_tokens: torch.Tensor):
+        """One frame [1, 3, H, W] -> (scaled latent [1, 1, C, h, w], understanding tokens [1, 1, M, C])."""
+        z, _ = self.vae.encode(image_1chw.unsqueeze(1))
+        und = self.und.combine(text_tokens, self.und.encode_image(image_1chw)).unsqueeze(1)
+        return z * self.latent_scale, und
+
+    def _decode(self, z_1chw: torch.Tensor) -> torch.Tensor:
+        """One scaled latent [1, C, h, w] -> its frame [3, H, W] in [0, 1]."""
+        return self.vae.decode((z_1chw / self.latent_scale).unsqueeze(1))[0, 0].clamp(0, 1)
 
     @torch.no_grad()
     def stream(self, image_chw: torch.Tensor, prompt: str, cfg: GenerateConfig,
                on_latent: Optional[Callable[[int], None]] = None) -> Iterator[torch.Tensor]:
-        """Yield decoded frames [3, H, W], in order, until cfg.frames have been produced."""
+        """Yield frames [3, H, W], in order, until cfg.frames have been produced: the first is the VAE's
+        reconstruction of the image, every other one a predicted latent decoded."""
         if image_chw.dim() != 3 or image_chw.shape[0] != 3 or not image_chw.is_floating_point():
             raise ValueError(f"image must be a float [3, H, W] tensor in [0, 1], got "
                              f"{tuple(image_chw.shape)} {image_chw.dtype}")
@@ -56,36 +75,30 @@ class WorldGenerator:
         if image_chw.shape[1:] != (h * s, w * s):
             raise ValueError(f"image must be {h * s}x{w * s} for this model, got "
                              f"{image_chw.shape[1]}x{image_chw.shape[2]}")
+        need = self.latent_frames_needed(cfg.frames)
         gen = torch.Generator().manual_seed(cfg.seed)
-        img = image_chw.unsqueeze(0)
-        z, _ = self.vae.encode(img.unsqueeze(1))                          # [1, 1, C, h, w]
-        und = self.und([prompt], img).unsqueeze(1)                        # [1, 1, M, C]
+        text = self.und.encode_text([prompt])                              # [1, Mt, C]
+        z, und = self._observe(image_chw.unsqueeze(0), text)
         proprio = z.new_zeros(1, 1, m.cfg.proprio_dim)                    # no robot in a generated video
         state = m.init_state(1, dtype=z.dtype)
-        dec_state = VAEStreamState()
         ctx, state = m.encode_context(z, proprio, und, state)
-        produced, latents = 0, 1
-        for f in self.vae.decode(z, dec_state)[0]:                        # the first frame
-            produced += 1
-            yield f
-        need = self.latent_frames_needed(cfg.frames)
-        while latents < need:
+        yield self._decode(z[:, 0])
+        produced = 1
+        while produced < need:
             fut, _ = m.sample(ctx, torch.tensor([0]), steps=cfg.steps, with_actions=False,
                               cfg_scale=cfg.cfg_scale, generator=gen)          # [1, 1, F, C, h, w]
             for zf in fut[0, 0]:
-                if latents >= need:
-                    break
-                zf = zf[None, None]
-                ctx, state = m.encode_context(zf, proprio, und, state)       # fed back as observed
-                latents += 1
-                if on_latent:
-                    on_latent(latents)
-                for frame in self.vae.decode(zf, dec_state)[0]:
-                    if produced >= cfg.frames:
-                        return
-                    produced += 1
-                    yield frame
+                if produced >= need:
+                    return
+                frame = self._decode(zf[None])
+                produced += 1
+                yield frame
+                if produced < need:                                       # fed back as observed
+                    und = self.und.combine(text, self.und.encode_image(frame[None])).unsqueeze(1)
+                    ctx, state = m.encode_context(zf[None, None], proprio, und, state)
+                    if on_latent:
+                        on_latent(produced)
 
     def generate(self, image_chw, prompt, cfg: GenerateConfig) -> torch.Tensor:
         """All frames at once: [cfg.frames, 3, H, W] in [0, 1]."""
-        return torch.stack(list(self.stream(image_chw, prompt, cfg))).clamp(0, 1)
+        return torch.stack(list(self.stream(image_chw, prompt, cfg)))

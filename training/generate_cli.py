@@ -27,9 +27,16 @@ def read_image(path: str, size) -> torch.Tensor:
 
 
 def write_video(frames_tchw: torch.Tensor, path: str, fps: int = 10) -> None:
-    """Frames in [0, 1] -> an H.264 mp4 (PyAV), or an animated GIF when path ends in .gif."""
+    """Frames in [0, 1] -> an H.264 mp4 (PyAV), an animated GIF when path ends in .gif, or a strip of
+    up to 12 evenly spaced frames (twice their size) when it ends in .png."""
     arr = (frames_tchw.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if path.endswith(".png"):
+        from PIL import Image
+        idx = np.unique(np.linspace(0, len(arr) - 1, min(12, len(arr))).round().astype(int))
+        strip = Image.fromarray(np.concatenate([arr[i] for i in idx], axis=1))
+        strip.resize((strip.width * 2, strip.height * 2), Image.NEAREST).save(path)
+        return
     if path.endswith(".gif"):
         from PIL import Image
         ims = [Image.fromarray(a) for a in arr]
@@ -58,10 +65,13 @@ def main(argv=None):
     ap.add_argument("--cfg-scale", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fps", type=int, default=10)
-    ap.add_argument("--out", default="clip.mp4")
+    ap.add_argument("--out", default="clip.mp4", help=".mp4, .gif, or .png (a strip of frames)")
     args = ap.parse_args(argv)
     cfg, parts = load_checkpoint(args.checkpoint)
-    gen = WorldGenerator(parts["world_model"], parts["vae"], parts["understanding"])
+    import json
+    with open(os.path.join(args.checkpoint, "config.json")) as f:
+        latent_scale = float((json.load(f).get("meta") or {}).get("latent_scale", 1.0))
+    gen = WorldGenerator(parts["world_model"], parts["vae"], parts["understanding"], latent_scale)
     s = cfg.vae_config.spatial_down
     image = read_image(args.image, (cfg.latent_hw[0] * s, cfg.latent_hw[1] * s))
     frames = []
