@@ -16,6 +16,7 @@ def test_evaluate_writes_report_with_imagined_frames(tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert [r["task"] for r in rep["tasks"]] == ["button-press-topdown-v3"]
     assert rep["tasks"][0]["episodes"] == 1 and 1 <= rep["tasks"][0]["mean_steps"] <= 6
+    assert rep["latency_first_tick_ms"] > 0 and 0 < rep["latency_p50_ms"] <= rep["latency_p99_ms"]  # start-up apart
     html = (out / "report.html").read_text()
     assert "button-press-topdown-v3.gif" in html and "imagined.png" in html
     gif = Image.open(out / "button-press-topdown-v3.gif")
