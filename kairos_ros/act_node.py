@@ -52,6 +52,10 @@ PARAMETERS = {
     "urdf": ("", "URDF file: when set, lower/upper/max_velocity come from its <limit> tags"),
     "control_rate_hz": (10.0, "control ticks per second; one chunk step per tick; must be the artifact's own rate "
                                "(1 / its control_dt), else configure fails"),
+    "tick_on": ("timer", "timer: a control tick every 1/control_rate_hz on the node's own clock (the frame it uses "
+                         "is up to one period old); frame: a tick as soon as a new camera frame and its joint state "
+                         "are in, at most one per 0.9 period, the timer only a watchdog that ticks (and holds on "
+                         "stale input) when none came for 1.5 periods"),
     "strategy": ("execute_then_replan", "execute_then_replan | temporal_ensemble | real_time_chunking"),
     "rtc_delay": (1, "real_time_chunking: chunk steps that run while the next chunk is computed (inpainted)"),
     "execution_horizon": (4, "chunk steps executed before replanning (execute_then_replan)"),
@@ -91,7 +95,9 @@ class ActNode(LifecycleNode):
         self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kairos_infer")
         self.busy = threading.Lock()
         self.latencies: List[float] = []
+        self.frame_ages: List[float] = []      # s from a frame's arrival to the command sampled from it
         self.deadline_misses = 0
+        self.last_tick = -float("inf")         # monotonic s of the last tick started
         self.artifact_id = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -118,6 +124,9 @@ class ActNode(LifecycleNode):
             self.core = ActCore(cfg, engine)
         except Exception as e:
             self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        if self.p("tick_on") not in ("timer", "frame"):
+            self.get_logger().error(f"tick_on must be timer or frame, got {self.p('tick_on')!r}")
             return TransitionCallbackReturn.FAILURE
         if self.p("output") not in ("joint_trajectory", "float64_multi_array"):
             self.get_logger().error(f"output must be joint_trajectory or float64_multi_array, got {self.p('output')!r}")
@@ -237,8 +246,10 @@ class ActNode(LifecycleNode):
                 self.publish_command(np.clip(cur, self.core.cfg.lower, self.core.cfg.upper)[None])
         if self.latencies:
             lat = np.asarray(self.latencies) * 1e3
+            age = np.asarray(self.frame_ages) * 1e3
             self.get_logger().info(f"stopped: {len(lat)} ticks, latency p50 {np.percentile(lat, 50):.1f} ms, "
-                                   f"p99 {np.percentile(lat, 99):.1f} ms, deadline misses {self.deadline_misses}")
+                                   f"p99 {np.percentile(lat, 99):.1f} ms, deadline misses {self.deadline_misses}; "
+                                   f"frame age at command p50 {np.percentile(age, 50):.1f} ms")
 
     # -- inputs --------------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -252,6 +263,7 @@ class ActNode(LifecycleNode):
             self.core.set_image(rgb, self.now_s(), header_stamp=_stamp_s(msg.header.stamp))
         except ImageError as e:
             self.core.set_image(None, self.now_s(), error=str(e))
+        self._tick_on_frame()
 
     def on_compressed(self, msg: CompressedImage):
         if self.core is None:
@@ -261,10 +273,12 @@ class ActNode(LifecycleNode):
             self.core.set_image(rgb, self.now_s(), header_stamp=_stamp_s(msg.header.stamp))
         except ImageError as e:
             self.core.set_image(None, self.now_s(), error=str(e))
+        self._tick_on_frame()
 
     def on_joints(self, msg: JointState):
         if self.core is not None:
             self.core.set_joints(msg.name, msg.position, self.now_s(), header_stamp=_stamp_s(msg.header.stamp))
+            self._tick_on_frame()
 
     def on_reset(self, req, resp):
         with self.busy:
@@ -282,9 +296,25 @@ class ActNode(LifecycleNode):
 
     # -- control -------------------------------------------------------------------------------------
     def on_timer(self):
+        if self.p("tick_on") == "frame" and time.monotonic() - self.last_tick < 1.5 * self.core.cfg.step_duration:
+            return                              # frames drive the ticks; the timer only covers their absence
         if not self.busy.acquire(blocking=False):
             self.deadline_misses += 1
             return
+        self.last_tick = time.monotonic()
+        self.worker.submit(self._tick)
+
+    def _tick_on_frame(self):
+        """tick_on: frame: run the tick now if a new frame and its joint state are in, and the frame came
+        at least 0.9 period after the one the memory took last (a faster camera does not tick faster
+        than the control rate)."""
+        if (self.timer is None or self.core is None or self.p("tick_on") != "frame"
+                or self.core.image_stamp - self.core.used_stamp < 0.9 * self.core.cfg.step_duration
+                or not self.core.frame_ready(self.now_s())):
+            return
+        if not self.busy.acquire(blocking=False):
+            return                              # a tick is running: the watchdog or the next frame takes it
+        self.last_tick = time.monotonic()
         self.worker.submit(self._tick)
 
     def _tick(self):
@@ -298,11 +328,13 @@ class ActNode(LifecycleNode):
             chunk_msg = self.publish_chunk(r.prediction) if r.prediction is not None else None
             if r.kind == "trajectory":                           # ticks that ran the model (holds are ~free)
                 self.latencies.append(time.perf_counter() - t0)  # command latency: imagination comes after
+                self.frame_ages.append(self.now_s() - self.core.used_stamp)
             n = self.p("imagine_every")
             if chunk_msg is not None and n > 0 and self.chunks_published % n == 0:
                 self.publish_future(r.prediction, chunk_msg)
             self.chunks_published += chunk_msg is not None
             self.latencies = self.latencies[-1000:]
+            self.frame_ages = self.frame_ages[-1000:]
             self.last_result = r
         except Exception as e:  # never let the worker die silently
             self.get_logger().error(f"tick failed: {type(e).__name__}: {e}")

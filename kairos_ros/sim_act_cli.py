@@ -168,6 +168,7 @@ def main(argv=None) -> int:
         pass
     finally:
         lat = [1e3 * x for x in act.latencies]
+        ages = [1e3 * x for x in act.frame_ages]
         misses = act.deadline_misses
         sim.send_signal(signal.SIGINT)
         try:
@@ -187,12 +188,17 @@ def main(argv=None) -> int:
                "mean_episode_steps": float(np.mean([r["steps"] for r in results])) if results else 0.0,
                "latency_p50_ms": float(np.percentile(lat, 50)) if lat else float("nan"),
                "latency_p99_ms": float(np.percentile(lat, 99)) if lat else float("nan"),
+               "frame_age_p50_ms": float(np.percentile(ages, 50)) if ages else float("nan"),
+               "frame_age_p99_ms": float(np.percentile(ages, 99)) if ages else float("nan"),
+               "tick_on": act.p("tick_on"),
                "deadline_misses": misses, "control_ticks": len(lat), "artifact": act_p.get("artifact") or "untrained",
                "sampler_steps": steps, "backend": act_p.get("backend")}
     write_report(args.report, results, frames, lat, summary)
     print(f"success {ok}/{len(results)} ({100 * summary['success_rate']:.0f}%), mean episode "
           f"{summary['mean_episode_steps']:.1f} steps, control latency p50 {summary['latency_p50_ms']:.1f} ms "
-          f"p99 {summary['latency_p99_ms']:.1f} ms, {misses} deadline misses of {len(lat)} ticks")
+          f"p99 {summary['latency_p99_ms']:.1f} ms, {misses} deadline misses of {len(lat)} ticks; frame age at "
+          f"command p50 {summary['frame_age_p50_ms']:.1f} ms p99 {summary['frame_age_p99_ms']:.1f} ms "
+          f"(tick on {summary['tick_on']})")
     print(f"report: {args.report}/report.html")
     return 0 if len(results) >= args.episodes else 1
 

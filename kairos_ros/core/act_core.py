@@ -150,6 +150,7 @@ class ActCore:
         # not in lockstep, so a tick without a new frame must not feed the same frame again.
         self.image_seq = 0
         self.used_seq: Optional[int] = None
+        self.used_stamp = -math.inf          # arrival time of the frame the memory took last
 
     # -- inputs (called from subscriber callbacks: cheap) -----------------------------------------
     def set_image(self, rgb_hwc: Optional[np.ndarray], stamp: float, error: Optional[str] = None,
@@ -194,6 +195,11 @@ class ActCore:
             return False
         newest = max(h[0] for h in self.joint_history)      # every joint state is older: none is near
         return self.image_header - newest > self.cfg.sync_tolerance_s
+
+    def frame_ready(self, now: float) -> bool:
+        """A camera frame the memory has not taken yet, with its joint state in (not in flight): what
+        a tick on frame arrival waits for."""
+        return self.image is not None and self.image_seq != self.used_seq and not self.joints_in_flight(now)
 
     def set_instruction(self, text: str) -> None:
         self.instruction = text
@@ -285,7 +291,7 @@ class ActCore:
         except Exception as e:               # a backend failure must not take the robot down
             return self._hold(f"backend error: {type(e).__name__}: {e}")
         if not in_flight:
-            self.used_seq = self.image_seq
+            self.used_seq, self.used_stamp = self.image_seq, self.image_stamp
         if need:
             chunk = pred.actions[:, [self.cfg.model_joint_names.index(n) for n in self.cfg.joint_names]]
             if not np.isfinite(chunk).all():

@@ -168,3 +168,75 @@ def test_act_node_samples_at_the_artifacts_own_step_count_by_default(ros_context
                 assert rc == TransitionCallbackReturn.SUCCESS and node.core.engine.sampler_steps == want
         finally:
             node.destroy_node()
+
+
+@pytest.mark.timeout(180)
+def test_tick_on_frame_commands_as_soon_as_a_frame_and_its_joints_arrive(ros_context):
+    """tick_on: frame, at a 1 Hz control rate: each frame (1.1 s apart) is answered by a command within
+    half a period of its arrival, not at the next timer tick (which is up to a whole period away), and
+    the node records the frame's age at the command."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image, JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from kairos_ros.act_node import ActNode
+    with open("config/act.yaml") as f:
+        p = yaml.safe_load(f)["kairos_act"]["ros__parameters"]
+    p.update(lower=[-0.3] * 7, upper=[0.3] * 7, max_velocity=[0.5] * 7, image_max_age_s=3.0, joints_max_age_s=3.0,
+             sampler_steps=1, control_rate_hz=1.0, tick_on="frame", artifact="", backend="torch")
+    act = ActNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in p.items()])
+    driver = rclpy.create_node("tick_on_frame_driver", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(act)
+    ex.add_node(driver)
+    got = []
+    driver.create_subscription(JointTrajectory, "joint_trajectory_controller/joint_trajectory",
+                               lambda m: got.append((time.monotonic(), len(m.points))), 10)
+    img_pub = driver.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+    js_pub = driver.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+
+    def spin(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.02)
+
+    def frame():
+        stamp = driver.get_clock().now().to_msg()
+        img = Image(height=64, width=64, encoding="rgb8", step=64 * 3, data=rgb.tobytes())
+        img.header.stamp = stamp
+        js = JointState(name=JOINTS, position=[0.1] * 7)
+        js.header.stamp = stamp
+        img_pub.publish(img)
+        js_pub.publish(js)
+        return time.monotonic()
+
+    try:
+        assert act.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        act.trigger_activate()
+        end = time.monotonic() + 30
+        while (img_pub.get_subscription_count() == 0 or js_pub.get_subscription_count() == 0) and time.monotonic() < end:
+            spin(0.1)
+        for _ in range(2):                              # the memory starts; the first sampling warms up
+            frame()
+            spin(1.2)
+        delays = []
+        for _ in range(3):
+            got.clear()
+            sent = frame()
+            spin(1.1)
+            answers = [t - sent for t, n in got if n > 1]   # a chunk (a hold has one point)
+            assert answers, "no command for the frame"
+            delays.append(answers[0])
+        assert max(delays) < 0.5, delays
+        assert act.frame_ages and max(act.frame_ages[-3:]) < 0.5, act.frame_ages
+    finally:
+        act.trigger_deactivate()
+        act.trigger_shutdown()
+        ex.shutdown()
+        act.destroy_node()
+        driver.destroy_node()

@@ -232,3 +232,23 @@ def test_a_distilled_student_run_at_another_step_count_is_flagged():
     assert note and "distilled for 1 sampler step" in note and "runs at 4" in note and "sampler_steps: 1" in note
     assert distilled_step_note({"sampler_steps": 4}, 1) is None        # a teacher: any step count is its own sampler
     assert distilled_step_note({}, 4) is None
+
+
+def test_a_frame_is_ready_once_its_joint_state_is_in_and_until_the_memory_takes_it(engine):
+    """frame_ready drives the act node's tick_on: frame: a new frame with its joint state in, not one in
+    flight, not one the memory already took; used_stamp is the taken frame's arrival time."""
+    c = core(engine, sync_tolerance_s=0.05)
+    img = np.full((64, 64, 3), 100, np.uint8)
+    assert not c.frame_ready(5.0)                                    # nothing yet
+    c.set_joints(MODEL, [0.1] * 7, 5.0, header_stamp=5.0)
+    c.set_image(img, 5.1, header_stamp=5.1)
+    assert not c.frame_ready(5.11)                                   # its joint state is on the way
+    c.set_joints(MODEL, [0.1] * 7, 5.12, header_stamp=5.1)
+    assert c.frame_ready(5.12)
+    assert c.tick(5.13).kind == "trajectory" and c.used_stamp == 5.1
+    assert not c.frame_ready(5.14)                                   # taken
+    c.set_image(img, 5.2, header_stamp=5.2)
+    c.set_joints(MODEL, [0.1] * 7, 5.2, header_stamp=5.2)
+    assert c.frame_ready(5.21)
+    c.reset()                                                        # a frame held at a reset is the old episode's
+    assert not c.frame_ready(5.22)
