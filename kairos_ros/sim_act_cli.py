@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--task", help="overrides the sim's task")
     ap.add_argument("--backend", choices=("auto", "torch", "onnx", "tensorrt"), help="overrides the config's backend")
     ap.add_argument("--sampler-steps", type=int, help="overrides the config's flow-matching steps per control step")
+    ap.add_argument("--tick-on", choices=("timer", "frame"), help="overrides the act node's tick_on (when it ticks)")
     ap.add_argument("--episodes", type=int, default=5)
     ap.add_argument("--first-variation", type=int, help="overrides the first held-out scene")
     ap.add_argument("--report", default="runs/sim_act", help="report directory")
@@ -93,6 +94,8 @@ def main(argv=None) -> int:
         act_p["artifact"] = args.artifact
     if args.backend:
         act_p["backend"] = args.backend
+    if args.tick_on:
+        act_p["tick_on"] = args.tick_on
     if args.sampler_steps is not None:
         if args.sampler_steps < 1:
             ap.error("--sampler-steps must be at least 1")

@@ -143,6 +143,9 @@ def test_sim_act_refuses_a_sampler_step_count_below_one(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--sampler-steps", "0"])
     assert e.value.code == 2 and "--sampler-steps must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:                         # --tick-on overrides tick_on: timer or frame
+        main(["--tick-on", "sometimes"])
+    assert e.value.code == 2 and "--tick-on" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("artifact,expected", [("artifacts/tiny_button_press_student", 1),
