@@ -14,7 +14,7 @@ tokens come from its decoded pixels).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional
+from typing import Iterator
 
 import torch
 
@@ -51,19 +51,16 @@ class WorldGenerator:
             raise ValueError(f"frames must be >= 1, got {frames}")
         return frames
 
-    def _observe(self, image_1chw: torch.Tensor, text_tokens: torch.Tensor):
-        """One frame [1, 3, H, W] -> (scaled latent [1, 1, C, h, w], understanding tokens [1, 1, M, C])."""
-        z, _ = self.vae.encode(image_1chw.unsqueeze(1))
-        und = self.und.combine(text_tokens, self.und.encode_image(image_1chw)).unsqueeze(1)
-        return z * self.latent_scale, und
+    def _und(self, image_1chw: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
+        """One frame [1, 3, H, W] -> its understanding tokens [1, 1, M, C] (the prompt's with its image's)."""
+        return self.und.combine(text_tokens, self.und.encode_image(image_1chw)).unsqueeze(1)
 
     def _decode(self, z_1chw: torch.Tensor) -> torch.Tensor:
         """One scaled latent [1, C, h, w] -> its frame [3, H, W] in [0, 1]."""
         return self.vae.decode((z_1chw / self.latent_scale).unsqueeze(1))[0, 0].clamp(0, 1)
 
     @torch.no_grad()
-    def stream(self, image_chw: torch.Tensor, prompt: str, cfg: GenerateConfig,
-               on_latent: Optional[Callable[[int], None]] = None) -> Iterator[torch.Tensor]:
+    def stream(self, image_chw: torch.Tensor, prompt: str, cfg: GenerateConfig) -> Iterator[torch.Tensor]:
         """Yield frames [3, H, W], in order, until cfg.frames have been produced: the first is the VAE's
         reconstruction of the image, every other one a predicted latent decoded."""
         if image_chw.dim() != 3 or image_chw.shape[0] != 3 or not image_chw.is_floating_point():
@@ -78,7 +75,9 @@ class WorldGenerator:
         need = self.latent_frames_needed(cfg.frames)
         gen = torch.Generator().manual_seed(cfg.seed)
         text = self.und.encode_text([prompt])                              # [1, Mt, C]
-        z, und = self._observe(image_chw.unsqueeze(0), text)
+        img = image_chw.unsqueeze(0)
+        z = self.vae.encode(img.unsqueeze(1))[0] * self.latent_scale       # [1, 1, C, h, w]
+        und = self._und(img, text)
         proprio = z.new_zeros(1, 1, m.cfg.proprio_dim)                    # no robot in a generated video
         state = m.init_state(1, dtype=z.dtype)
         ctx, state = m.encode_context(z, proprio, und, state)
@@ -94,10 +93,7 @@ class WorldGenerator:
                 produced += 1
                 yield frame
                 if produced < need:                                       # fed back as observed
-                    und = self.und.combine(text, self.und.encode_image(frame[None])).unsqueeze(1)
-                    ctx, state = m.encode_context(zf[None, None], proprio, und, state)
-                    if on_latent:
-                        on_latent(produced)
+                    ctx, state = m.encode_context(zf[None, None], proprio, self._und(frame[None], text), state)
 
     def generate(self, image_chw, prompt, cfg: GenerateConfig) -> torch.Tensor:
         """All frames at once: [cfg.frames, 3, H, W] in [0, 1]."""

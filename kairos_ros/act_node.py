@@ -98,6 +98,7 @@ class ActNode(LifecycleNode):
         self.frame_ages: List[float] = []      # s from a frame's arrival to the command sampled from it
         self.deadline_misses = 0
         self.last_tick = -float("inf")         # monotonic s of the last tick started
+        self.frame_ticks = False               # tick_on: frame (set at configure)
         self.artifact_id = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -128,6 +129,7 @@ class ActNode(LifecycleNode):
         if self.p("tick_on") not in ("timer", "frame"):
             self.get_logger().error(f"tick_on must be timer or frame, got {self.p('tick_on')!r}")
             return TransitionCallbackReturn.FAILURE
+        self.frame_ticks = self.p("tick_on") == "frame"       # read once: the input callbacks check it
         if self.p("output") not in ("joint_trajectory", "float64_multi_array"):
             self.get_logger().error(f"output must be joint_trajectory or float64_multi_array, got {self.p('output')!r}")
             return TransitionCallbackReturn.FAILURE
@@ -296,7 +298,7 @@ class ActNode(LifecycleNode):
 
     # -- control -------------------------------------------------------------------------------------
     def on_timer(self):
-        if self.p("tick_on") == "frame" and time.monotonic() - self.last_tick < 1.5 * self.core.cfg.step_duration:
+        if self.frame_ticks and time.monotonic() - self.last_tick < 1.5 * self.core.cfg.step_duration:
             return                              # frames drive the ticks; the timer only covers their absence
         if not self.busy.acquire(blocking=False):
             self.deadline_misses += 1
@@ -308,7 +310,7 @@ class ActNode(LifecycleNode):
         """tick_on: frame: run the tick now if a new frame and its joint state are in, and the frame came
         at least 0.9 period after the one the memory took last (a faster camera does not tick faster
         than the control rate)."""
-        if (self.timer is None or self.core is None or self.p("tick_on") != "frame"
+        if (not self.frame_ticks or self.timer is None or self.core is None
                 or self.core.image_stamp - self.core.used_stamp < 0.9 * self.core.cfg.step_duration
                 or not self.core.frame_ready(self.now_s())):
             return

@@ -71,7 +71,8 @@ def evaluate_bag(path: str, loaded, instruction: str = "", progress: bool = True
         if t + 1 < T:
             strip.append((frames[t + 1], imagined[0]))
     wall = time.perf_counter() - wall0
-    return {"bag": path, "task": task, "ticks": T, "wall_s": wall, "ticks_per_s": T / wall,
+    return {"bag": path, "task": task, "ticks": T, "sampler_steps": int(eng.sampler_steps), "wall_s": wall,
+            "ticks_per_s": T / wall,
             "bag_s_per_wall_s": T / rate_hz / wall, "action_mae_rad": float(np.nanmean(err)),
             "action_mae_per_step": np.nanmean(err, axis=(0, 2)).tolist(),
             "action_mae_per_joint": dict(zip(loaded.joint_names, np.nanmean(err, axis=(0, 1)).tolist())),
