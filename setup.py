@@ -31,6 +31,7 @@ setup(
             "act_node = kairos_ros.act_node:main",
             "sim_robot = kairos_ros.sim_robot_node:main",
             "recorder = kairos_ros.recorder_node:main",
+            "bag_player = kairos_ros.bag_player_node:main",
         ],
     },
 )

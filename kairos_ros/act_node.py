@@ -97,7 +97,7 @@ class ActNode(LifecycleNode):
         self.latencies: List[float] = []
         self.frame_ages: List[float] = []      # s from a frame's arrival to the command sampled from it
         self.deadline_misses = 0
-        self.last_tick = -float("inf")         # monotonic s of the last tick started
+        self.last_tick = -float("inf")         # node-clock s of the last tick started (ROS time: sim time under use_sim_time)
         self.frame_ticks = False               # tick_on: frame (set at configure)
         self.artifact_id = ""
 
@@ -298,12 +298,12 @@ class ActNode(LifecycleNode):
 
     # -- control -------------------------------------------------------------------------------------
     def on_timer(self):
-        if self.frame_ticks and time.monotonic() - self.last_tick < 1.5 * self.core.cfg.step_duration:
+        if self.frame_ticks and self.now_s() - self.last_tick < 1.5 * self.core.cfg.step_duration:
             return                              # frames drive the ticks; the timer only covers their absence
         if not self.busy.acquire(blocking=False):
             self.deadline_misses += 1
             return
-        self.last_tick = time.monotonic()
+        self.last_tick = self.now_s()
         self.worker.submit(self._tick)
 
     def _tick_on_frame(self):
@@ -316,7 +316,7 @@ class ActNode(LifecycleNode):
             return
         if not self.busy.acquire(blocking=False):
             return                              # a tick is running: the watchdog or the next frame takes it
-        self.last_tick = time.monotonic()
+        self.last_tick = self.now_s()
         self.worker.submit(self._tick)
 
     def _tick(self):

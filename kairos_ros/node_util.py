@@ -2,6 +2,8 @@
 (for the plain, non-lifecycle nodes) spin until SIGINT/SIGTERM and shut down cleanly."""
 from __future__ import annotations
 
+import os
+import sys
 from typing import Callable, Dict, Tuple
 
 import rclpy
@@ -31,3 +33,56 @@ def spin_until_shutdown(make_node: Callable[[], object], args=None) -> None:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+# -- the one-process graphs of the CLIs (kairos sim-act, kairos replay): the act node here, a robot-side
+# node (sim robot, bag player) in a child process, as on a robot.
+def start_act_node(params: dict, prog: str):
+    """The act node, configured with `params` and activated; None (after saying why) when configure
+    fails. rclpy must be initialised."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from kairos_ros.act_node import ActNode
+    act = ActNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    if act.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        act.destroy_node()
+        rclpy.try_shutdown()
+        print(f"{prog}: the act node failed to configure (see the error above)", file=sys.stderr)
+        return None
+    act.trigger_activate()
+    return act
+
+
+def spawn_node(executable: str, node_name: str, params: dict, ros_args=()):
+    """(process, params file): a console script of this environment run as `node_name` with `params`
+    (written to a temporary ROS 2 params file, removed by stop_child)."""
+    import subprocess
+    import tempfile
+    import yaml
+    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    yaml.safe_dump({node_name: {"ros__parameters": params}}, f)
+    f.close()
+    exe = os.path.join(os.path.dirname(sys.executable), executable)
+    return subprocess.Popen([exe, "--ros-args", "--params-file", f.name, *ros_args]), f.name
+
+
+def stop_child(proc, params_path: str, timeout: float = 20.0) -> None:
+    import signal
+    import subprocess
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    os.unlink(params_path)
+
+
+def stop_act_node(act, executor, others=()) -> None:
+    """Deactivate (a final hold goes out) and shut down the act node, then the executor, the nodes and rclpy."""
+    act.trigger_deactivate()
+    act.trigger_shutdown()
+    executor.shutdown()
+    for n in (*others, act):
+        n.destroy_node()
+    rclpy.try_shutdown()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 
@@ -110,35 +109,22 @@ def main(argv=None) -> int:
               f"build one: kairos train training/recipes/tiny.yaml)", file=sys.stderr)
         return 2
 
-    import subprocess
-    import tempfile
-
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
-    from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.parameter import Parameter
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from kairos_ros.act_node import ActNode
+    from kairos_ros.node_util import spawn_node, start_act_node, stop_act_node, stop_child
 
     rclpy.init(args=["kairos_sim_act", *ros_args])
-    act = ActNode(parameter_overrides=[Parameter(k, value=v) for k, v in act_p.items()])
-    if act.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-        act.destroy_node()
-        rclpy.try_shutdown()
-        print("kairos sim-act: the act node failed to configure (see the error above)", file=sys.stderr)
+    act = start_act_node(act_p, "kairos sim-act")
+    if act is None:
         return 1
-    act.trigger_activate()
     steps = act.core.engine.sampler_steps          # what the node resolved (sampler_steps 0: the artifact's own)
     # The simulated robot runs in its own process, as a robot driver would (and its physics and
     # software rendering then never wait for this process's interpreter lock).
-    params_file = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    yaml.safe_dump({"sim_robot": {"ros__parameters": sim_p}}, params_file)
-    params_file.close()
-    sim_bin = os.path.join(os.path.dirname(sys.executable), "sim_robot")
-    sim = subprocess.Popen([sim_bin, "--ros-args", "--params-file", params_file.name, *ros_args])
+    sim, params_file = spawn_node("sim_robot", "sim_robot", sim_p, ros_args)
     events, frames_now = [], []
     listener = rclpy.create_node("kairos_sim_act_monitor")
     listener.create_subscription(String, "/sim_robot/episode", lambda m: events.append(json.loads(m.data)), 10)
@@ -173,18 +159,8 @@ def main(argv=None) -> int:
         lat = [1e3 * x for x in act.latencies]
         ages = [1e3 * x for x in act.frame_ages]
         misses = act.deadline_misses
-        sim.send_signal(signal.SIGINT)
-        try:
-            sim.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-        os.unlink(params_file.name)
-        act.trigger_deactivate()
-        act.trigger_shutdown()
-        ex.shutdown()
-        for n in (listener, act):
-            n.destroy_node()
-        rclpy.try_shutdown()
+        stop_child(sim, params_file)
+        stop_act_node(act, ex, [listener])
     ok = sum(r["success"] for r in results)
     summary = {"task": sim_p["task"], "episodes": len(results), "successes": ok,
                "success_rate": ok / max(1, len(results)),

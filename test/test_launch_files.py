@@ -9,9 +9,11 @@ import yaml
 
 from kairos_ros.act_node import PARAMETERS
 from kairos_ros.recorder_node import PARAMETERS as REC_PARAMETERS
+from kairos_ros.bag_player_node import PARAMETERS as PLAYER_PARAMETERS
 from kairos_ros.sim_robot_node import PARAMETERS as SIM_PARAMETERS
 
-DECLARED = {"kairos_act": PARAMETERS, "sim_robot": SIM_PARAMETERS, "recorder": REC_PARAMETERS}
+DECLARED = {"kairos_act": PARAMETERS, "sim_robot": SIM_PARAMETERS, "recorder": REC_PARAMETERS,
+            "bag_player": {**PLAYER_PARAMETERS, "bags": None}}
 
 
 def console_scripts():

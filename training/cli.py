@@ -13,6 +13,7 @@
     kairos demo                         the same, as `make demo` runs it
     kairos act --config config/act.yaml the act node in one process (configure + activate + spin)
     kairos record [--output-dir D]      the recorder node in one process (config/record.yaml)
+    kairos replay BAG... [--rate R]     recorded episodes played onto the topics, the act node scored on them
     kairos distill RECIPE.yaml          teacher -> few-step student (consistency distillation + DMD)
     kairos export OUT --checkpoint C    ONNX graphs (+ TensorRT engines) and a verified manifest
     kairos verify ARTIFACT              hashes, graph signatures, and a run on every backend here
@@ -48,6 +49,7 @@ COMMANDS = {  # name: (module with main(argv), one-line help)
     "demo": ("training.cli:demo", "the main job as `make demo` runs it (sim-act, 5 episodes, report in runs/sim_act)"),
     "act": ("kairos_ros.act_cli", "run the act node in one process (configure, activate, spin)"),
     "record": ("kairos_ros.record_cli", "run the recorder node in one process: episodes into rosbag2 (mcap)"),
+    "replay": ("kairos_ros.replay_cli", "recorded episodes played onto the topics through the act node, scored"),
     "distill": ("training.distill", "few-step distillation (consistency + DMD) of a trained checkpoint"),
     "export": ("training.export", "checkpoint -> deployed artifact: ONNX graphs (+ TensorRT engines), manifest"),
     "verify": ("training.export:verify_main", "check an artifact's hashes and graphs and run it on each backend"),

@@ -173,31 +173,84 @@ class EpisodeRecorder:
 
 
 # -- reading ----------------------------------------------------------------------------------------
+class BagSource:
+    """One recorded episode directory (episode.json + closed segments) or any rosbag2 bag directory
+    (metadata.yaml; mcap or sqlite3; written by ROS 2 Humble, Jazzy, Kilted or by rosbags), opened
+    for reading without holding its messages in memory.
+
+    record: the episode's record (a plain bag: status 'complete', task '', success None); an episode
+    whose writer died reads back with status 'incomplete', its open segment (the at-most-one-second
+    the design allows to lose) skipped and counted in record['lost_segments'].
+    topics: {topic: msgtype} of every connection. raw_messages(): (topic, msgtype, t_ns, cdr bytes)
+    in time order across all segments. A bag that cannot be read is a RecorderError naming why."""
+
+    def __init__(self, path: str):
+        from pathlib import Path
+        self.path = path
+        if os.path.isfile(os.path.join(path, "episode.json")):
+            with open(os.path.join(path, "episode.json")) as f:
+                self.record = json.load(f)
+            segs = sorted(d for d in os.listdir(path) if d.startswith("seg_"))
+            good = [d for d in segs if os.path.isfile(os.path.join(path, d, "metadata.yaml"))]
+            self.record["lost_segments"] = len(segs) - len(good)
+            if self.record["status"] == "recording":
+                self.record["status"] = "incomplete"
+            self._paths = [Path(path, d) for d in good]
+        elif os.path.isfile(os.path.join(path, "metadata.yaml")):
+            self.record = {"status": "complete", "task": "", "success": None}
+            self._paths = [Path(path)]
+        else:
+            raise RecorderError(f"{path} is neither a recorded episode (episode.json) nor a rosbag2 bag "
+                                "(metadata.yaml)")
+        self.topics: Dict[str, str] = {}
+        if self._paths:
+            with self._reader() as reader:
+                self.topics = {c.topic: c.msgtype for c in reader.connections}
+
+    def _reader(self):
+        from rosbags.highlevel import AnyReader
+        try:
+            return AnyReader(self._paths, default_typestore=_typestore())
+        except Exception as e:            # rosbags raises several types for damaged bags
+            raise RecorderError(f"{self.path}: the bag cannot be read ({type(e).__name__}: {e})") from e
+
+    def raw_messages(self) -> Iterator[Tuple[str, str, int, bytes]]:
+        if not self._paths:
+            return
+        reader = self._reader()
+        try:
+            reader.open()
+            for conn, t, raw in reader.messages():
+                yield conn.topic, conn.msgtype, int(t), bytes(raw)
+        except RecorderError:
+            raise
+        except Exception as e:
+            raise RecorderError(f"{self.path}: the bag cannot be read ({type(e).__name__}: {e})") from e
+        finally:
+            reader.close()
+
+    def messages(self, skip_unknown: bool = False) -> List[Tuple[str, str, int, object]]:
+        """Every message deserialized, time order; skip_unknown: leave out types with no definition
+        here (`topics` still lists them) instead of failing."""
+        ts = _typestore()
+        out = []
+        for topic, msgtype, t, raw in self.raw_messages():
+            try:
+                out.append((topic, msgtype, t, deserialize_cdr(ts, raw, msgtype)))
+            except KeyError:
+                if not skip_unknown:
+                    raise
+        out.sort(key=lambda m: m[2])
+        return out
+
+
 def read_episode(path: str) -> Tuple[dict, List[Tuple[str, str, int, object]]]:
     """(record, messages) of one recorded episode directory; messages are (topic, msgtype, t_ns,
-    deserialized message) in time order across all closed segments. An episode whose writer died
-    is returned with record['status'] == 'incomplete'; a segment left open by a crash is skipped
-    (it is the at-most-one-second the design allows to lose) and counted in record['lost_segments']."""
-    from rosbags.highlevel import AnyReader
-    from pathlib import Path
-    rec_path = os.path.join(path, "episode.json")
-    if not os.path.isfile(rec_path):
+    deserialized message) in time order across all closed segments (see BagSource)."""
+    if not os.path.isfile(os.path.join(path, "episode.json")):
         raise RecorderError(f"{path} is not a recorded episode (no episode.json)")
-    with open(rec_path) as f:
-        rec = json.load(f)
-    segs = sorted(d for d in os.listdir(path) if d.startswith("seg_"))
-    good = [d for d in segs if os.path.isfile(os.path.join(path, d, "metadata.yaml"))]
-    rec["lost_segments"] = len(segs) - len(good)
-    if rec["status"] == "recording":
-        rec["status"] = "incomplete"
-    msgs = []
-    if good:
-        ts = _typestore()
-        with AnyReader([Path(path, d) for d in good], default_typestore=ts) as reader:
-            for conn, t, raw in reader.messages():
-                msgs.append((conn.topic, conn.msgtype, t, deserialize_cdr(ts, raw, conn.msgtype)))
-    msgs.sort(key=lambda m: m[2])
-    return rec, msgs
+    src = BagSource(path)
+    return src.record, src.messages()
 
 
 def deserialize_cdr(typestore, raw: bytes, msgtype: str):

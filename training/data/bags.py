@@ -43,29 +43,15 @@ def _stamp_ns(t) -> int:
 def read_messages(path: str):
     """(record, [(topic, msgtype, t_ns, message)]) from a recorder episode directory (episode.json +
     segments) or any rosbag2 bag directory (metadata.yaml; mcap or sqlite3; written by ROS 2 Humble,
-    Jazzy, Kilted or by rosbags). A bag that cannot be read is a DatasetError naming the reason."""
-    from pathlib import Path
-    from kairos_ros.core.recorder import _typestore, deserialize_cdr, read_episode
-    if os.path.isfile(os.path.join(path, "episode.json")):
-        return read_episode(path)
-    if not os.path.isfile(os.path.join(path, "metadata.yaml")):
-        raise DatasetError(f"{path} is neither a recorded episode (episode.json) nor a rosbag2 bag (metadata.yaml)")
-    from rosbags.highlevel import AnyReader
-    ts = _typestore()
-    msgs = []
+    Jazzy, Kilted or by rosbags). A bag that cannot be read is a DatasetError naming the reason;
+    messages of types with no definition here are left out (the record's `topics` lists them)."""
+    from kairos_ros.core.recorder import BagSource, RecorderError
     try:
-        with AnyReader([Path(path)], default_typestore=ts) as reader:
-            known = {c.topic: c.msgtype for c in reader.connections}
-            for conn, t, raw in reader.messages():
-                try:
-                    m = deserialize_cdr(ts, raw, conn.msgtype)
-                except KeyError:
-                    continue                  # a type with no definition here; `topics` still lists it
-                msgs.append((conn.topic, conn.msgtype, t, m))
-    except Exception as e:                    # rosbags raises several types for damaged bags
-        raise DatasetError(f"{path}: the bag cannot be read ({type(e).__name__}: {e})") from e
-    rec = {"status": "complete", "task": "", "success": None, "topics": known}
-    return rec, sorted(msgs, key=lambda m: m[2])
+        src = BagSource(path)
+        msgs = src.messages(skip_unknown=True)
+    except RecorderError as e:
+        raise DatasetError(str(e)) from e
+    return {**src.record, "topics": src.topics}, msgs
 
 
 def _by_stamp(msgs: list) -> list:
