@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     rclpy.init(args=["kairos_replay", *ros_args])
     # At rate 1 the act node runs on the system clock, as on the robot (an rclpy node following a
     # fast /clock spends its interpreter on the clock callbacks: measured here, ticks of 10 ms took
-    # 100-700 ms with /clock at 40-100 Hz); at other rates it must follow the played clock.
+    # 90-730 ms with /clock at 40-100 Hz); at other rates it must follow the played clock.
     sim_time = args.sim_time or args.rate != 1.0
     act = start_act_node({**act_p, "use_sim_time": sim_time}, "kairos replay")
     if act is None:
