@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import threading
 import time
 
@@ -67,6 +68,7 @@ def message_class(msgtype: str):
 class BagPlayerNode(Node):
     def __init__(self, name: str = "bag_player", **kwargs):
         super().__init__(name, **kwargs)
+        self.stop, self.done, self.thread = threading.Event(), threading.Event(), None
         self.declare_parameter("bags", Parameter.Type.STRING_ARRAY,
                                ParameterDescriptor(description="recorder episode or rosbag2 directories, played in order"))
         declare_parameters(self, PARAMETERS)
@@ -91,8 +93,6 @@ class BagPlayerNode(Node):
         self.clock_pub = self.create_publisher(Clock, "/clock", 10) if p("publish_clock") else None
         self.event_pub = self.create_publisher(String, "~/events", 10)
         self.reset_cli = self.create_client(ResetMemory, p("reset_service")) if p("reset_service") else None
-        self.stop = threading.Event()
-        self.done = threading.Event()
         self.lateness_ms = []
         self.thread = threading.Thread(target=self._run, name="bag_player", daemon=True)
         self.thread.start()
@@ -167,12 +167,16 @@ class BagPlayerNode(Node):
 
     def destroy_node(self):
         self.stop.set()
-        self.thread.join(timeout=2.0)
+        if self.thread is not None:
+            self.thread.join(timeout=2.0)
         return super().destroy_node()
 
 
-def main(args=None):
+def main(args=None) -> int:
+    """ros2 run kairos_ros bag_player --ros-args -p "bags:=[...]"; a missing or unreadable bag, or
+    one without the played topics, is a one-line error and exit status 2."""
     import rclpy
+    from kairos_ros.core.recorder import RecorderError
 
     def make():
         node = BagPlayerNode()
@@ -182,8 +186,14 @@ def main(args=None):
                     rclpy.try_shutdown()
             node.create_timer(0.2, check)
         return node
-    spin_until_shutdown(make, args)
+    try:
+        spin_until_shutdown(make, args)
+    except (ValueError, RecorderError) as e:
+        print(f"bag_player: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

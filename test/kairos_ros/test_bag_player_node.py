@@ -87,7 +87,7 @@ def test_player_publishes_the_recorded_bytes_on_one_forward_clock(ros_context, t
     assert got["clock"] == sorted(got["clock"]) and got["clock"][0] < S and got["clock"][-1] >= S + 2 * length + S // 2
 
 
-def test_player_refuses_bags_without_the_played_topics(ros_context, tmp_path):
+def test_player_refuses_missing_bags_and_bags_without_the_played_topics(ros_context, tmp_path):
     from rclpy.parameter import Parameter
     from kairos_ros.bag_player_node import BagPlayerNode
     ep, _ = record(tmp_path / "bags")
@@ -96,6 +96,11 @@ def test_player_refuses_bags_without_the_played_topics(ros_context, tmp_path):
                                                                 Parameter("topics", value=["/elsewhere"])])
     with pytest.raises(ValueError, match="needs bags"):
         BagPlayerNode(context=ros_context)
+    out = subprocess.run([os.path.join(BIN, "bag_player"), "--ros-args", "-p", f"bags:=[{tmp_path / 'nothing'}]"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "ROS_DOMAIN_ID": str(ros_context.get_domain_id())})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "neither a recorded episode" in out.stderr
 
 
 @pytest.mark.slow
