@@ -10,6 +10,7 @@ busy is a deadline miss.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import threading
 import time
@@ -28,7 +29,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from kairos_msgs.msg import ActionChunk, ImaginedFuture
 from kairos_msgs.srv import ResetMemory, SetInstruction
-from kairos_ros.core.act_core import ActConfig, ActCore, check_control_rate, distilled_step_note, fault_severity
+from kairos_ros.core.act_core import (ActConfig, ActCore, check_control_rate, distilled_step_note, fault_severity,
+                                     hold_kind)
 from kairos_ros.node_util import declare_parameters
 from kairos_ros.core.image import ImageError, decode_compressed, image_to_rgb
 
@@ -97,6 +99,7 @@ class ActNode(LifecycleNode):
         self.latencies: List[float] = []
         self.frame_ages: List[float] = []      # s from a frame's arrival to the command sampled from it
         self.deadline_misses = 0
+        self.holds = collections.deque(maxlen=10_000)  # (node-clock ns, hold_kind) of each tick that held
         self.last_tick = -float("inf")         # node-clock s of the last tick started (ROS time: sim time under use_sim_time)
         self.frame_ticks = False               # tick_on: frame (set at configure)
         self.artifact_id = ""
@@ -327,6 +330,8 @@ class ActNode(LifecycleNode):
                 getattr(self.get_logger(), fault_severity(why))(f"holding: {why}")
             if r.kind in ("trajectory", "hold"):
                 self.publish_command(r.positions)
+            if r.kind != "trajectory":
+                self.holds.append((self.get_clock().now().nanoseconds, hold_kind(r.reason)))
             chunk_msg = self.publish_chunk(r.prediction) if r.prediction is not None else None
             if r.kind == "trajectory":                           # ticks that ran the model (holds are ~free)
                 self.latencies.append(time.perf_counter() - t0)  # command latency: imagination comes after

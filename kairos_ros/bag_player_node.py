@@ -149,7 +149,8 @@ class BagPlayerNode(Node):
                     if self.instr_pub is not None and timing.task:
                         self.instr_pub.publish(String(data=timing.task))
                     self._event({"event": "start", "episode": ev.episode, "bag": timing.path, "task": timing.task,
-                                 "offset_ns": timing.offset_ns, "clock_ns": ev.clock_ns, "wall_ns": time.time_ns()})
+                                 "offset_ns": timing.offset_ns, "clock_ns": ev.clock_ns, "wall_ns": time.time_ns(),
+                                 "first_clock_ns": timing.first_clock_ns})
                 elif ev.kind == "episode_end":
                     timing = self.plan.timings[ev.episode]
                     self._event({"event": "end", "episode": ev.episode, "bag": timing.path,

@@ -7,7 +7,8 @@ sharing this process's interpreter lock sent messages up to a third of a second 
 the recorded time; the act node runs here with use_sim_time, its memory reset at each episode start,
 and commands the trajectories it would command on the robot. Each command is scored against the
 recorded joint states: |target at point k - the joint state recorded at the time point k is for|,
-beside holding the joints recorded when the command was sent. Where `kairos eval-bag` scores the
+beside holding the joints recorded when the command was sent; the ticks where the node held (stale,
+malformed or non-finite input, a frame without its joint state, ...) are counted by cause. Where `kairos eval-bag` scores the
 engine alone, faster than real time, this runs everything between the topics and the engine as
 deployed: image decoding, joint mapping by name, staleness checks, tick timing, chunk execution,
 safety limits. `--rate 0.5` gives a backend too slow for real time on this machine twice the wall time.
@@ -18,6 +19,7 @@ safety limits. `--rate 0.5` gives a backend too slow for real time on this machi
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -169,6 +171,7 @@ def main(argv=None) -> int:
         pass
     finally:
         lat = [1e3 * x for x in act.latencies]
+        holds = list(act.holds)
         backend = act.core.engine.backend
         stop_child(player, params_file, timeout=10)
         stop_act_node(act, ex, [mon])
@@ -183,22 +186,23 @@ def main(argv=None) -> int:
         if i not in starts or i not in ends:
             print(f"kairos replay: no start/end event for episode {i} ({bag})", file=sys.stderr)
             return 1
-        if not sim_time:                             # system-time stamps -> the playback clock
-            st = starts[i]
-            commands_i = [(st["clock_ns"] + int((c - st["wall_ns"]) * args.rate), pts) for c, pts in commands]
-        else:
-            commands_i = commands
-        lo, hi = starts[i]["clock_ns"], ends[i]["clock_ns"] + int(step_s * 1e9)
-        mine = [c for c in commands_i if lo <= c[0] <= hi]
-        r = score_episode(bag, joints_topic, mine, starts[i], step_s)
+        st = starts[i]
+        to_clock = ((lambda t: t) if sim_time else              # system-time stamps -> the playback clock
+                    (lambda t: st["clock_ns"] + int((t - st["wall_ns"]) * args.rate)))
+        lo, hi = st["first_clock_ns"], ends[i]["clock_ns"] + int(step_s * 1e9)   # its first message to a tick past its last
+        mine = [(c, pts) for c, pts in ((to_clock(c), pts) for c, pts in commands) if lo <= c <= hi]
+        r = score_episode(bag, joints_topic, mine, st, step_s)
+        r["holds"] = dict(collections.Counter(kind for t, kind in holds if lo <= to_clock(t) <= hi))
         results.append(r)
         err = (f"action error {r['action_mae_rad']:.4f} rad (holding still {r['hold_baseline_mae_rad']:.4f})"
                if "action_mae_rad" in r else "no command could be scored")
-        print(f"  {os.path.basename(bag.rstrip('/'))}: {r['commands']} commands over {r['recorded_s']:.1f} s, {err}")
+        held = "; held: " + ", ".join(f"{k} x{n}" for k, n in r["holds"].items()) if r["holds"] else ""
+        print(f"  {os.path.basename(bag.rstrip('/'))}: {r['commands']} commands over {r['recorded_s']:.1f} s, {err}{held}")
     scored = [r for r in results if "action_mae_rad" in r]
     summary = {"episodes": len(results), "rate": args.rate, "sim_time": sim_time, "artifact": act_p.get("artifact") or "untrained",
                "backend": backend,
                "commands": sum(r["commands"] for r in results),
+               "holds": dict(sum((collections.Counter(r["holds"]) for r in results), collections.Counter())),
                "action_mae_rad": float(np.mean([r["action_mae_rad"] for r in scored])) if scored else None,
                "hold_baseline_mae_rad": float(np.mean([r["hold_baseline_mae_rad"] for r in scored])) if scored else None,
                "latency_p50_ms": float(np.percentile(lat, 50)) if lat else None,

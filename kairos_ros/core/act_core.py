@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -98,6 +99,12 @@ def fault_severity(reason: str) -> str:
     """How a hold's reason is reported: 'info' (a normal wait inside a running stream), 'warn'
     (nothing received yet) or 'error' (a fault: stale, malformed, unknown or non-finite input)."""
     return "info" if reason in EXPECTED_WAITS else "warn" if reason in STARTUP_WAITS else "error"
+
+
+def hold_kind(reason: str) -> str:
+    """A hold reason with its numbers replaced by '#', to count holds by cause:
+    'joint state is 0.570 s old (max 0.5 s)' -> 'joint state is # s old (max # s)'."""
+    return re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", reason)
 
 
 def distilled_step_note(meta: dict, sampler_steps: int, where: str = "the artifact") -> Optional[str]:

@@ -1,7 +1,8 @@
 """The bag_player node with real rclpy: the recorded bytes go out on their topics in order, /clock
 carries the recorded time forward across episodes, the act node's memory-reset service is called at
 each episode start and the task text published; `kairos replay` runs the act node on a recorded
-expert episode and scores its commands."""
+expert episode and scores its commands, at the recorded speed and slowed on /clock, and counts the
+ticks it held on a copy whose joint readings go NaN."""
 import json
 import os
 import subprocess
@@ -112,21 +113,23 @@ def test_kairos_replay_scores_the_act_node_on_a_recorded_expert_episode(ros_cont
         instruction = sim.instruction
     assert ok
     rec = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path / "bags"), min_free_mb=0))
-    name = rec.start_episode(task=instruction)
-    for i, (f, q) in enumerate(zip(frames, joints)):          # at 10 Hz, stamped when taken, as the sim robot does
-        t = 5 * S + i * S // 10
-        img = Image(height=64, width=64, encoding="rgb8", step=192, data=f.tobytes())
-        js = JointState(name=JOINT_NAMES, position=[float(x) for x in q])
-        img.header.stamp.sec = js.header.stamp.sec = t // S
-        img.header.stamp.nanosec = js.header.stamp.nanosec = t % S
-        rec.write("/camera/image_raw", "sensor_msgs/msg/Image", t, serialize_message(img))
-        rec.write("/joint_states", "sensor_msgs/msg/JointState", t + 2_000_000, serialize_message(js))
-    rec.end_episode(success=True)
+    names = []
+    for nan_at in ((), (4, 5)):               # the second copy's joint encoder reads NaN for two ticks
+        names.append(rec.start_episode(task=instruction))
+        for i, (f, q) in enumerate(zip(frames, joints)):      # at 10 Hz, stamped when taken, as the sim robot does
+            t = 5 * S + i * S // 10
+            img = Image(height=64, width=64, encoding="rgb8", step=192, data=f.tobytes())
+            js = JointState(name=JOINT_NAMES, position=[float("nan") if i in nan_at else float(x) for x in q])
+            img.header.stamp.sec = js.header.stamp.sec = t // S
+            img.header.stamp.nanosec = js.header.stamp.nanosec = t % S
+            rec.write("/camera/image_raw", "sensor_msgs/msg/Image", t, serialize_message(img))
+            rec.write("/joint_states", "sensor_msgs/msg/JointState", t + 2_000_000, serialize_message(js))
+        rec.end_episode(success=True)
     _, cache = exported_default
     env = {**os.environ, "ROS_DOMAIN_ID": str(ros_context.get_domain_id()), "KAIROS_EXPORT_CACHE": cache}
-    bag = str(tmp_path / "bags" / name)
+    bag, bad = (str(tmp_path / "bags" / n) for n in names)
     runs = {}
-    for rate, copies in (("1", [bag, bag]), ("0.5", [bag])):   # wall time; then sim time from /clock, slowed
+    for rate, copies in (("1", [bag, bag, bad]), ("0.5", [bag])):   # wall time; then sim time from /clock, slowed
         report = tmp_path / f"report_{rate}"
         out = subprocess.run([os.path.join(BIN, "kairos"), "replay", *copies, "--rate", rate, "--report", str(report)],
                              capture_output=True, text=True, env=env, timeout=240)
@@ -135,7 +138,10 @@ def test_kairos_replay_scores_the_act_node_on_a_recorded_expert_episode(ros_cont
         runs[rate] = json.load(open(report / "report.json"))
         assert os.path.isfile(report / "commands.png")
     assert runs["1"]["summary"]["sim_time"] is False and runs["0.5"]["summary"]["sim_time"] is True
-    assert runs["1"]["summary"]["episodes"] == 2
-    for r in runs["1"]["episodes"] + runs["0.5"]["episodes"]:    # memory reset per copy: each scores alike
+    assert runs["1"]["summary"]["episodes"] == 3
+    held = runs["1"]["episodes"][2]["holds"]                     # the NaN readings: the node held, and says why
+    assert any("non-finite" in kind for kind in held), held
+    assert not any("non-finite" in kind for r in runs["1"]["episodes"][:2] for kind in r["holds"])
+    for r in runs["1"]["episodes"][:2] + runs["0.5"]["episodes"]:   # memory reset per copy: each scores alike
         assert r["scored_commands"] >= 0.5 * len(frames), r
         assert r["action_mae_rad"] < 0.5 * r["hold_baseline_mae_rad"], r
