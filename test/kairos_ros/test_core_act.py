@@ -252,3 +252,10 @@ def test_a_frame_is_ready_once_its_joint_state_is_in_and_until_the_memory_takes_
     assert c.frame_ready(5.21)
     c.reset()                                                        # a frame held at a reset is the old episode's
     assert not c.frame_ready(5.22)
+
+
+def test_hold_reasons_are_counted_by_cause_not_by_their_numbers():
+    from kairos_ros.core.act_core import hold_kind
+    assert hold_kind("joint state is 0.570 s old (max 0.5 s)") == hold_kind("joint state is 1.2 s old (max 0.5 s)") \
+        == "joint state is # s old (max # s)"
+    assert hold_kind("no camera image received yet") == "no camera image received yet"
