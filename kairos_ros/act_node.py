@@ -80,6 +80,8 @@ PARAMETERS = {
     "camera_transport": ("raw", "raw (sensor_msgs/Image on camera_topic) | compressed (CompressedImage on camera_topic/compressed)"),
     "inference_threads": (0, "intra-op threads for inference, torch or onnxruntime (0: the library's default); "
                              "1 is often fastest for small models"),
+    "warm_up_steps": (2, "engine steps run on a blank frame at configure and then forgotten, so the first command "
+                         "does not wait for the engine's one-off start-up (torch: ~0.5 s); 0: none"),
     "imagine_every": (1, "publish ImaginedFuture (decoded future frames) every N-th new chunk; 0: never"),
 }
 
@@ -126,6 +128,9 @@ class ActNode(LifecycleNode):
                 torch.set_num_threads(self.p("inference_threads"))
             engine = self._load_engine(cfg)
             self.core = ActCore(cfg, engine)
+            if self.p("warm_up_steps") > 0:
+                took = self.core.warm_up(self.p("warm_up_steps"), decode_future=self.p("imagine_every") > 0)
+                self.get_logger().info("warm-up: " + ", ".join(f"{t:.0f}" for t in took) + " ms per step")
         except Exception as e:
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE

@@ -207,6 +207,7 @@ def main(argv=None) -> int:
                "hold_baseline_mae_rad": float(np.mean([r["hold_baseline_mae_rad"] for r in scored])) if scored else None,
                "latency_p50_ms": float(np.percentile(lat, 50)) if lat else None,
                "latency_p99_ms": float(np.percentile(lat, 99)) if lat else None,
+               "latency_first_tick_ms": lat[0] if lat else None,
                "player_late_ms_p99": done.get("late_ms_p99")}
     write_report(args.report, results, summary)
     print(f"{summary['commands']} commands; action error {summary['action_mae_rad'] or float('nan'):.4f} rad against "

@@ -1,6 +1,7 @@
 """Launch files cannot run here (`launch` has no wheel), so they are checked statically: they
 compile, every executable they start is a console_script of setup.py, and every parameter file
-under config/ holds only parameters the node declares."""
+under config/ holds only parameters the node declares; every declared parameter has a row in the
+README's parameter tables."""
 import ast
 import glob
 import re
@@ -55,3 +56,10 @@ def test_act_cli_rejects_unknown_parameters(tmp_path):
     bad.write_text("kairos_act:\n  ros__parameters:\n    joint_name: [a]\n")
     with pytest.raises(ValueError, match=r"unknown parameters \['joint_name'\]"):
         load_params(str(bad))
+
+
+def test_every_node_parameter_has_a_row_in_the_readme():
+    rows = set(re.findall(r"^\| `(\w+)` \|", open("README.md").read(), re.M))
+    for node, params in DECLARED.items():
+        missing = sorted(set(params) - rows - {"bags"})
+        assert not missing, f"{node}: README has no parameter row for {missing}"

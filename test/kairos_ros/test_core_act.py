@@ -259,3 +259,32 @@ def test_hold_reasons_are_counted_by_cause_not_by_their_numbers():
     assert hold_kind("joint state is 0.570 s old (max 0.5 s)") == hold_kind("joint state is 1.2 s old (max 0.5 s)") \
         == "joint state is # s old (max # s)"
     assert hold_kind("no camera image received yet") == "no camera image received yet"
+
+
+def test_warm_up_leaves_no_trace_in_the_actions():
+    """A warmed-up core commands exactly what a fresh one does on the same frames (the memory, step
+    count and noise generator are reset after the warm-up)."""
+    import torch
+    from kairos_model.checkpoint import build_parts
+    from kairos_model.engine import TorchEngine
+    from kairos_model.world_model import WorldModelConfig
+    torch.manual_seed(0)
+    parts = build_parts(WorldModelConfig.preset("tiny", action_dim=2, proprio_dim=2))
+
+    def core():
+        eng = TorchEngine(parts["world_model"], parts["vae"], parts["understanding"], sampler_steps=2)
+        return ActCore(ActConfig(joint_names=["a", "b"], lower=[-1, -1], upper=[1, 1], max_velocity=[9, 9],
+                                 instruction="push"), eng)
+    warm, cold = core(), core()
+    took = warm.warm_up(steps=2, decode_future=True)
+    assert len(took) == 2 and warm.engine.steps == 0
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        out = []
+        for c in (warm, cold):
+            c.set_image(img, stamp=0.1 * k)
+            c.set_joints(["a", "b"], [0.1 * k, -0.1], stamp=0.1 * k)
+            out.append(c.tick(0.1 * k))
+        assert out[0].kind == out[1].kind == "trajectory", (out[0].reason, out[1].reason)
+        np.testing.assert_array_equal(out[0].positions, out[1].positions)
