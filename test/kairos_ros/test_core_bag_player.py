@@ -76,3 +76,24 @@ def test_commands_are_scored_against_the_recorded_motion_and_holding_still():
     assert score_commands(late, states, max_gap_ns=S // 20) == []
     with pytest.raises(ValueError, match=r"no \['c'\]"):
         score_commands([(0, [(S // 10, {"c": 0.0})])], states, max_gap_ns=S // 20)
+
+
+def test_a_plain_rosbag2_bag_plays_like_an_episode(tmp_path):
+    """BagSource reads a plain rosbag2 directory (metadata.yaml; here one of the recorder's closed
+    segments, which is exactly that) as well as a recorder episode, lazily and in time order."""
+    from kairos_ros.core.recorder import BagSource, EpisodeRecorder, RecorderConfig, RecorderError
+    rec = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path), min_free_mb=0))
+    name = rec.start_episode(task="press")
+    for k in range(5):
+        rec.write("/camera/image_raw", "sensor_msgs/msg/Image", S + k * S // 10, bytes([0, 1, 0, 0, k]))
+    rec.end_episode(success=True)
+    episode = BagSource(str(tmp_path / name))
+    plain = BagSource(str(tmp_path / name / "seg_00000"))
+    assert episode.record["task"] == "press" and plain.record == {"status": "complete", "task": "", "success": None}
+    assert plain.topics == episode.topics == {"/camera/image_raw": "sensor_msgs/msg/Image"}
+    assert list(plain.raw_messages()) == list(episode.raw_messages())
+    assert [m[2] for m in plain.raw_messages()] == [S + k * S // 10 for k in range(5)]
+    plan = PlaybackPlan([plain], PlaybackConfig())
+    assert [e.raw[-1] for e in plan.events() if e.kind == "message"] == list(range(5))
+    with pytest.raises(RecorderError, match="neither a recorded episode"):
+        BagSource(str(tmp_path / "missing"))
