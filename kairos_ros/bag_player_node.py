@@ -51,6 +51,8 @@ PARAMETERS = {
     "instruction_topic": ("instruction", "std_msgs/String: each episode's recorded task text at its start ('' = off)"),
     "reset_service": ("kairos_act/reset_memory", "ResetMemory service called at each episode start ('' = none)"),
     "wait_for_subscribers_s": (5.0, "before playing, wait up to this long for a subscriber on every played topic"),
+    "wait_for_event_subscribers": (0, "also wait (as long) until this many subscribers (a monitor) match ~/events, "
+                                      "so none misses the first start event"),
     "exit_when_done": (True, "the bag_player executable exits when the last episode has played"),
 }
 
@@ -106,13 +108,18 @@ class BagPlayerNode(Node):
         pubs = dict(self.pubs)
         if self.instr_pub is not None:
             pubs["instruction"] = self.instr_pub
+        want_events = self.get_parameter("wait_for_event_subscribers").value
         while not self.stop.is_set() and time.monotonic() < deadline:
-            if all(pub.get_subscription_count() > 0 for pub in pubs.values()):
+            if (all(pub.get_subscription_count() > 0 for pub in pubs.values())
+                    and self.event_pub.get_subscription_count() >= want_events):
                 return
             self.stop.wait(0.05)
         lonely = sorted(t for t, pub in pubs.items() if pub.get_subscription_count() == 0)
         if lonely:
             self.get_logger().warning(f"playing without subscribers on {lonely}")
+        if self.event_pub.get_subscription_count() < want_events:
+            self.get_logger().warning(f"playing with {self.event_pub.get_subscription_count()} of {want_events} "
+                                      "subscribers on ~/events")
 
     def _reset(self, episode: int):
         if self.reset_cli is None:

@@ -8,7 +8,10 @@ the recorded time; the act node runs here with use_sim_time, its memory reset at
 and commands the trajectories it would command on the robot. Each command is scored against the
 recorded joint states: |target at point k - the joint state recorded at the time point k is for|,
 beside holding the joints recorded when the command was sent; the ticks where the node held (stale,
-malformed or non-finite input, a frame without its joint state, ...) are counted by cause. Where `kairos eval-bag` scores the
+malformed or non-finite input, a frame without its joint state, ...) are counted by cause; the first
+frame of each ImaginedFuture the node publishes is compared (PSNR) with the frame recorded at the time
+it is predicted for. Writes report.json, commands.png, strips of recorded vs imagined frames and
+report.html to --report. Where `kairos eval-bag` scores the
 engine alone, faster than real time, this runs everything between the topics and the engine as
 deployed: image decoding, joint mapping by name, staleness checks, tick timing, chunk execution,
 safety limits. `--rate 0.5` gives a backend too slow for real time on this machine twice the wall time.
@@ -32,16 +35,19 @@ def _ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def score_episode(bag: str, joint_topic: str, commands, timing: dict, step_s: float) -> dict:
+def score_episode(bag: str, joint_topic: str, camera_topic: str, commands, imagined, timing: dict,
+                  step_s: float) -> dict:
     """commands: [(clock_ns, [(time_from_start_ns, {joint: target})])] the act node sent while this
-    episode played; timing: its player events (offset_ns, start/end clock_ns)."""
-    from kairos_ros.core.bag_player import score_commands
+    episode played; imagined: [(clock_ns the frame is predicted for, uint8 [H, W, 3])], the first frame
+    of each ImaginedFuture; timing: the episode's start event (offset_ns)."""
+    from kairos_ros.core.bag_player import recorded_for_scoring, score_commands
+    from kairos_ros.core.image import psnr_u8, resize_rgb
     from kairos_ros.core.recorder import BagSource
-    states = [(t, dict(zip(m.name, m.position))) for topic, _, t, m in BagSource(bag).messages(skip_unknown=True)
-              if topic == joint_topic]
+    off = timing["offset_ns"]
+    states, frames = recorded_for_scoring(BagSource(bag), joint_topic, camera_topic, [t - off for t, _ in imagined],
+                                          max_gap_ns=int(step_s * 0.5e9))
     if not states:
         raise ValueError(f"{bag}: no joint states on {joint_topic} to score against")
-    off = timing["offset_ns"]
     scores = score_commands([(c - off, pts) for c, pts in commands], states, max_gap_ns=int(step_s * 1.5e9))
     out = {"bag": bag, "task": timing.get("task", ""), "commands": len(commands), "scored_commands": len(scores),
            "recorded_s": (states[-1][0] - states[0][0]) / 1e9}
@@ -55,14 +61,39 @@ def score_episode(bag: str, joint_topic: str, commands, timing: dict, step_s: fl
         out.update(action_mae_rad=float(np.nanmean(err)), hold_baseline_mae_rad=float(np.nanmean(hold)),
                    action_mae_per_step=np.nanmean(err, axis=0).tolist(),
                    hold_mae_per_step=np.nanmean(hold, axis=0).tolist())
+    pairs = []
+    for t, img in imagined:
+        rec = frames.get(t - off)
+        if rec is not None:
+            pairs.append((resize_rgb(rec, img.shape[0]) if rec.shape != img.shape else rec, img))
+    out["imagined_frames_scored"] = len(pairs)
+    if pairs:
+        out["imagined_psnr_db"] = float(np.mean([psnr_u8(a, b) for a, b in pairs]))
+    out["_pairs"] = pairs[:8]
     return out
 
 
 def write_report(out: str, results: list, summary: dict) -> None:
+    """report.json, commands.png (error per trajectory point), per episode a strip of recorded
+    (top) vs imagined (bottom) next frames, and report.html showing them."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from PIL import Image
     os.makedirs(out, exist_ok=True)
+    rows = []
+    for i, r in enumerate(results):
+        pairs = r.pop("_pairs", [])
+        strip = ""
+        if pairs:
+            Image.fromarray(np.concatenate([np.concatenate([a, b], axis=0) for a, b in pairs], axis=1)).save(
+                os.path.join(out, f"imagined_{i:02d}.png"))
+            strip = f"<img src='imagined_{i:02d}.png' height=160>"
+        err = (f"{r['action_mae_rad']:.4f} ({r['hold_baseline_mae_rad']:.4f})" if "action_mae_rad" in r else "-")
+        psnr = f"{r['imagined_psnr_db']:.1f}" if "imagined_psnr_db" in r else "-"
+        held = ", ".join(f"{k} x{n}" for k, n in r.get("holds", {}).items())
+        rows.append(f"<tr><td>{os.path.basename(r['bag'].rstrip('/'))}</td><td>{r['commands']}</td><td>{err}</td>"
+                    f"<td>{psnr}</td><td>{held}</td><td>{strip}</td></tr>")
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump({"summary": summary, "episodes": results}, f, indent=2)
     scored = [r for r in results if "action_mae_per_step" in r]
@@ -79,6 +110,17 @@ def write_report(out: str, results: list, summary: dict) -> None:
         fig.tight_layout()
         fig.savefig(os.path.join(out, "commands.png"), dpi=110)
         plt.close(fig)
+    s = summary
+    head = (f"{s['episodes']} episodes at {s['rate']:g}x ({'/clock' if s['sim_time'] else 'system clock'}), artifact "
+            f"{s['artifact']} on {s['backend']}: {s['commands']} commands, action error "
+            f"{s['action_mae_rad'] if s['action_mae_rad'] is not None else float('nan'):.4f} rad (holding still "
+            f"{s['hold_baseline_mae_rad'] if s['hold_baseline_mae_rad'] is not None else float('nan'):.4f}), "
+            f"imagined next frame {s['imagined_psnr_db'] if s['imagined_psnr_db'] is not None else float('nan'):.1f} dB")
+    with open(os.path.join(out, "report.html"), "w") as f:
+        f.write(f"<html><body><h2>kairos replay</h2><p>{head}</p><img src='commands.png'><table border=1><tr>"
+                "<th>episode</th><th>commands</th><th>action error, rad (holding still)</th><th>imagined next "
+                "frame, dB</th><th>held</th><th>recorded (top) vs imagined (bottom)</th></tr>" + "".join(rows)
+                + "</table></body></html>")
 
 
 def main(argv=None) -> int:
@@ -127,6 +169,9 @@ def main(argv=None) -> int:
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
 
+    from kairos_msgs.msg import ImaginedFuture
+    from kairos_ros.core.image import image_to_rgb
+
     from kairos_ros.node_util import spawn_node, start_act_node, stop_act_node, stop_child
 
     rclpy.init(args=["kairos_replay", *ros_args])
@@ -138,7 +183,8 @@ def main(argv=None) -> int:
     if act is None:
         return 1
     params = {"bags": bags, "rate": args.rate, "topics": topics, "publish_clock": sim_time, "clock_hz": args.clock_hz,
-              "reset_service": "/kairos_act/reset_memory", "instruction_topic": act_p.get("instruction_topic", "instruction")}
+              "reset_service": "/kairos_act/reset_memory", "instruction_topic": act_p.get("instruction_topic", "instruction"),
+              "wait_for_subscribers_s": 30.0, "wait_for_event_subscribers": 1}
     events, commands = [], []
     mon = rclpy.create_node("kairos_replay_monitor")
     mon.create_subscription(String, "/bag_player/events", lambda m: events.append(json.loads(m.data)), 10)
@@ -148,6 +194,13 @@ def main(argv=None) -> int:
                                                for pt in m.points]))
     mon.create_subscription(JointTrajectory, act_p.get("trajectory_topic", "joint_trajectory_controller/joint_trajectory"),
                             on_traj, 10)
+    imagined = []
+
+    def on_future(m):
+        if m.frames:
+            f = m.frames[0]
+            imagined.append((_ns(m.stamps[0]), image_to_rgb(f.encoding, f.height, f.width, f.step, f.data)))
+    mon.create_subscription(ImaginedFuture, "/kairos_act/imagined_future", on_future, 10)
     ex = MultiThreadedExecutor(num_threads=3)
     for n in (act, mon):
         ex.add_node(n)
@@ -191,11 +244,14 @@ def main(argv=None) -> int:
                     (lambda t: st["clock_ns"] + int((t - st["wall_ns"]) * args.rate)))
         lo, hi = st["first_clock_ns"], ends[i]["clock_ns"] + int(step_s * 1e9)   # its first message to a tick past its last
         mine = [(c, pts) for c, pts in ((to_clock(c), pts) for c, pts in commands) if lo <= c <= hi]
-        r = score_episode(bag, joints_topic, mine, st, step_s)
+        seen = [(c, img) for c, img in ((to_clock(c), img) for c, img in imagined) if lo <= c <= hi]
+        r = score_episode(bag, joints_topic, cam, mine, seen, st, step_s)
         r["holds"] = dict(collections.Counter(kind for t, kind in holds if lo <= to_clock(t) <= hi))
         results.append(r)
         err = (f"action error {r['action_mae_rad']:.4f} rad (holding still {r['hold_baseline_mae_rad']:.4f})"
                if "action_mae_rad" in r else "no command could be scored")
+        if "imagined_psnr_db" in r:
+            err += f", imagined next frame {r['imagined_psnr_db']:.1f} dB"
         held = "; held: " + ", ".join(f"{k} x{n}" for k, n in r["holds"].items()) if r["holds"] else ""
         print(f"  {os.path.basename(bag.rstrip('/'))}: {r['commands']} commands over {r['recorded_s']:.1f} s, {err}{held}")
     scored = [r for r in results if "action_mae_rad" in r]
@@ -205,12 +261,15 @@ def main(argv=None) -> int:
                "holds": dict(sum((collections.Counter(r["holds"]) for r in results), collections.Counter())),
                "action_mae_rad": float(np.mean([r["action_mae_rad"] for r in scored])) if scored else None,
                "hold_baseline_mae_rad": float(np.mean([r["hold_baseline_mae_rad"] for r in scored])) if scored else None,
+               "imagined_psnr_db": (float(np.mean([r["imagined_psnr_db"] for r in results if "imagined_psnr_db" in r]))
+                                    if any("imagined_psnr_db" in r for r in results) else None),
                "latency_p50_ms": float(np.percentile(lat, 50)) if lat else None,
                "latency_p99_ms": float(np.percentile(lat, 99)) if lat else None,
                "latency_first_tick_ms": lat[0] if lat else None,
                "player_late_ms_p99": done.get("late_ms_p99")}
     write_report(args.report, results, summary)
     print(f"{summary['commands']} commands; action error {summary['action_mae_rad'] or float('nan'):.4f} rad against "
-          f"{summary['hold_baseline_mae_rad'] or float('nan'):.4f} for holding still; control latency p50 "
+          f"{summary['hold_baseline_mae_rad'] or float('nan'):.4f} for holding still; imagined next frame "
+          f"{summary['imagined_psnr_db'] or float('nan'):.1f} dB; control latency p50 "
           f"{summary['latency_p50_ms'] or float('nan'):.1f} ms; report in {args.report}")
     return 0 if scored else 1

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from kairos_ros.core.image import psnr_u8
+
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Mean SSIM of two uint8 [H, W, 3] images (Gaussian window 7, sigma 1.5; Wang et al. 2004)."""
@@ -33,11 +35,6 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
     return float(s.mean())
-
-
-def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2) / 255 ** 2
-    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
 
 
 def evaluate_bag(path: str, loaded, instruction: str = "", progress: bool = True, rate_hz: float = 10.0,

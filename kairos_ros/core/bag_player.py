@@ -194,3 +194,45 @@ def score_commands(commands, joint_states, max_gap_ns: int) -> List[CommandScore
         if err:
             out.append(CommandScore(t_cmd, err, hold))
     return out
+
+
+def recorded_for_scoring(source: BagSource, joint_topic: str, camera_topic: str, frame_times_ns: Sequence[int],
+                         max_gap_ns: int):
+    """One streaming pass over a bag: (joint states [(t_ns, {joint: position})], {t: uint8 [H, W, 3]} the
+    recorded camera frame nearest each of frame_times_ns, where one lies within max_gap_ns). Only the
+    joint states and those frames are decoded, so a long bag of camera frames is never held in memory.
+    The camera topic may be sensor_msgs/Image or CompressedImage (`camera_topic` + '/compressed')."""
+    from kairos_ros.core.image import decode_compressed, image_to_rgb
+    from kairos_ros.core.recorder import _typestore, deserialize_cdr
+    ts = _typestore()
+    cams = (camera_topic, camera_topic + "/compressed")
+    targets = sorted(set(int(t) for t in frame_times_ns))
+    states, frames, prev, i = [], {}, None, 0
+
+    def decode(c):
+        m = deserialize_cdr(ts, c[2], c[1])
+        if c[1].endswith("CompressedImage"):
+            return decode_compressed(m.format, m.data)
+        return image_to_rgb(m.encoding, m.height, m.width, m.step, m.data, m.is_bigendian)
+
+    def settle(upto: Optional[int], cur):
+        nonlocal i
+        while i < len(targets) and (upto is None or targets[i] <= upto):
+            cands = [c for c in (prev, cur) if c is not None]
+            if cands:
+                best = min(cands, key=lambda c: abs(c[0] - targets[i]))
+                if abs(best[0] - targets[i]) <= max_gap_ns:
+                    frames[targets[i]] = decode(best)
+            i += 1
+
+    for topic, msgtype, t, raw in source.raw_messages():
+        if topic == joint_topic:
+            m = deserialize_cdr(ts, raw, msgtype)
+            states.append((t, dict(zip(m.name, (float(x) for x in m.position)))))
+        elif topic in cams:
+            cur = (t, msgtype, raw)
+            settle(t, cur)
+            prev = cur
+    settle(None, None)
+    states.sort(key=lambda s: s[0])
+    return states, frames

@@ -57,3 +57,9 @@ def resize_rgb(img_hwc: np.ndarray, size: int) -> np.ndarray:
         return sq.reshape(size, f, size, f, 3).mean(axis=(1, 3)).round().astype(np.uint8)
     idx = (np.arange(size) * s / size + s / (2 * size)).astype(int)
     return np.ascontiguousarray(sq[idx][:, idx])
+
+
+def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images of one shape (peak 255; identical images: 120 dB)."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2) / 255 ** 2
+    return float(10 * np.log10(1.0 / max(mse, 1e-12)))

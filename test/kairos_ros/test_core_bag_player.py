@@ -97,3 +97,25 @@ def test_a_plain_rosbag2_bag_plays_like_an_episode(tmp_path):
     assert [e.raw[-1] for e in plan.events() if e.kind == "message"] == list(range(5))
     with pytest.raises(RecorderError, match="neither a recorded episode"):
         BagSource(str(tmp_path / "missing"))
+
+
+def test_scoring_reads_the_recorded_frame_nearest_each_imagined_time(tmp_path):
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image, JointState
+    from kairos_ros.core.bag_player import recorded_for_scoring
+    from kairos_ros.core.recorder import BagSource, EpisodeRecorder, RecorderConfig
+    rec = EpisodeRecorder(RecorderConfig(output_dir=str(tmp_path), min_free_mb=0))
+    name = rec.start_episode(task="press")
+    for k in range(6):                                      # 10 Hz, frame k is grey 10 * k
+        t = S + k * S // 10
+        rec.write("/camera/image_raw", "sensor_msgs/msg/Image", t, serialize_message(
+            Image(height=2, width=2, encoding="rgb8", step=6, data=bytes([10 * k] * 12))))
+        rec.write("/joint_states", "sensor_msgs/msg/JointState", t + 1000, serialize_message(
+            JointState(name=["a"], position=[0.1 * k])))
+    rec.end_episode(success=True)
+    wanted = [S + 2 * S // 10 + 30_000_000, S + 4 * S // 10 - 20_000_000, 3 * S]   # near 2, near 4, after the end
+    states, frames = recorded_for_scoring(BagSource(str(tmp_path / name)), "/joint_states", "/camera/image_raw",
+                                          wanted, max_gap_ns=S // 20)
+    assert np.allclose([s[1]["a"] for s in states], [0.1 * k for k in range(6)])
+    assert sorted(frames) == wanted[:2]
+    assert frames[wanted[0]][0, 0, 0] == 20 and frames[wanted[1]][0, 0, 0] == 40 and frames[wanted[0]].shape == (2, 2, 3)
