@@ -152,7 +152,8 @@ def main(argv=None) -> int:
         return 2
     cam = "/" + act_p.get("camera_topic", "camera/image_raw").lstrip("/")
     joints_topic = "/" + act_p.get("joint_states_topic", "joint_states").lstrip("/")
-    topics = [cam, cam + "/compressed", joints_topic]
+    compressed = act_p.get("camera_transport", "raw") == "compressed"     # play the camera topic the node reads
+    topics = [cam + "/compressed" if compressed else cam, joints_topic]
     bags = [os.path.abspath(b) for b in args.bags]
     try:
         sources = [BagSource(b) for b in bags]
@@ -171,7 +172,6 @@ def main(argv=None) -> int:
 
     from kairos_msgs.msg import ImaginedFuture
     from kairos_ros.core.image import image_to_rgb
-
     from kairos_ros.node_util import spawn_node, start_act_node, stop_act_node, stop_child
 
     rclpy.init(args=["kairos_replay", *ros_args])
