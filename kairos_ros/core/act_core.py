@@ -249,9 +249,9 @@ class ActCore:
     def warm_up(self, steps: int = 2, decode_future: bool = False) -> List[float]:
         """Run the engine `steps` times on a blank frame with the joints at the middle of their limits,
         then empty its memory again; returns each step's ms. The first step of a fresh engine pays
-        one-off costs (torch's first kernels and allocations: 520 ms against 31 ms for the default
-        student on this CPU), which would otherwise fall on the first command after activation and
-        drop the camera frames that arrive meanwhile. Nothing of it stays: the memory, the step
+        one-off costs (torch's first kernels and allocations: 0.4-0.5 s against 25-40 ms per step for
+        the default student on this CPU, README "On the robot"), which would otherwise fall on the
+        first command after activation and drop the camera frames that arrive meanwhile. Nothing of it stays: the memory, the step
         count and the noise generator are reset, so the actions are those of an engine never warmed."""
         h, w = self.engine.image_size
         mid = {n: 0.5 * (lo + hi) for n, lo, hi in zip(self.cfg.joint_names, self.cfg.lower, self.cfg.upper)}

@@ -222,9 +222,7 @@ class BagSource:
             reader.open()
             for conn, t, raw in reader.messages():
                 yield conn.topic, conn.msgtype, int(t), bytes(raw)
-        except RecorderError:
-            raise
-        except Exception as e:
+        except Exception as e:                # a damaged segment or index, found while reading
             raise RecorderError(f"{self.path}: the bag cannot be read ({type(e).__name__}: {e})") from e
         finally:
             reader.close()

@@ -27,7 +27,6 @@ left out, with the reason; nothing is skipped silently.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
