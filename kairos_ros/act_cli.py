@@ -11,6 +11,8 @@ import sys
 
 import yaml
 
+from kairos_ros.node_util import add_executor_argument, make_executor
+
 
 def load_params(path: str, node_name: str = "kairos_act", known=None) -> dict:
     """The node's `ros__parameters` from a ROS 2 params file; names outside `known` (default: the
@@ -34,13 +36,13 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="config/act.yaml")
     ap.add_argument("--artifact", help="overrides the config's artifact (model directory)")
     ap.add_argument("--namespace", default="")
+    add_executor_argument(ap)
     args, ros_args = ap.parse_known_args(argv)
     params = load_params(args.config)
     if args.artifact:
         params["artifact"] = args.artifact
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
         rclpy.try_shutdown()
         return 1
     node.trigger_activate()
-    ex = MultiThreadedExecutor(num_threads=2)
+    ex = make_executor(args.executor)
     ex.add_node(node)
     try:
         while rclpy.ok() and not stop["now"]:

@@ -78,6 +78,42 @@ def stop_child(proc, params_path: str, timeout: float = 20.0) -> None:
     os.unlink(params_path)
 
 
+EXECUTORS = ("single", "events", "multi")
+
+
+def make_executor(kind: str = "single", context=None):
+    """The rclpy executor that spins the act node (and the CLIs' monitors) in one process.
+
+    single: rclpy's SingleThreadedExecutor, what `ros2 run` gives a node (rclpy.spin); the default.
+    events: rclpy.experimental.EventsExecutor (rclpy >= Jazzy; its event queue is C++).
+    multi: MultiThreadedExecutor with 3 threads. Measured here (bench/sim_time_executors.py): with
+    /clock at 100-1000 Hz (a simulator; use_sim_time) its threads take the interpreter lock from
+    the act node's inference thread and the 10 ms ticks take up to ~300 ms, where single and events
+    keep them at 10-40 ms. The act node never blocks an executor callback (inference runs on its own
+    worker thread), so one executor thread is all it needs."""
+    if kind == "single":
+        from rclpy.executors import SingleThreadedExecutor
+        return SingleThreadedExecutor(context=context)
+    if kind == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError as e:
+            raise ValueError("executor 'events' needs rclpy.experimental.EventsExecutor (ROS 2 Jazzy or "
+                             "newer); use 'single'") from e
+        return EventsExecutor(context=context)
+    if kind == "multi":
+        from rclpy.executors import MultiThreadedExecutor
+        return MultiThreadedExecutor(num_threads=3, context=context)
+    raise ValueError(f"unknown executor {kind!r}: one of {', '.join(EXECUTORS)}")
+
+
+def add_executor_argument(ap) -> None:
+    """--executor for the CLIs that spin the act node in their own process."""
+    ap.add_argument("--executor", choices=EXECUTORS, default="single",
+                    help="rclpy executor spinning the act node here: single (default, as ros2 run), events "
+                         "(rclpy's EventsExecutor) or multi (3 threads; slow ticks under a fast /clock)")
+
+
 def stop_act_node(act, executor, others=()) -> None:
     """Deactivate (a final hold goes out) and shut down the act node, then the executor, the nodes and rclpy."""
     act.trigger_deactivate()

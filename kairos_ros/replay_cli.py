@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+from kairos_ros.node_util import add_executor_argument
+
 
 def _ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
@@ -136,6 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sim-time", action="store_true",
                     help="run the act node on the played /clock also at rate 1 (at other rates it always does)")
     ap.add_argument("--clock-hz", type=float, default=40.0, help="/clock messages per wall second (sim time)")
+    add_executor_argument(ap)
     ap.add_argument("--report", default="runs/replay")
     ap.add_argument("--timeout", type=float, default=0.0, help="seconds before giving up (0: from the bags' length)")
     args, ros_args = ap.parse_known_args(argv)
@@ -166,18 +169,17 @@ def main(argv=None) -> int:
     timeout = args.timeout or 60.0 + (length_s + len(bags) * 1.5) / args.rate
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from std_msgs.msg import String
     from trajectory_msgs.msg import JointTrajectory
 
     from kairos_msgs.msg import ImaginedFuture
     from kairos_ros.core.image import image_to_rgb
-    from kairos_ros.node_util import spawn_node, start_act_node, stop_act_node, stop_child
+    from kairos_ros.node_util import make_executor, spawn_node, start_act_node, stop_act_node, stop_child
 
     rclpy.init(args=["kairos_replay", *ros_args])
-    # At rate 1 the act node runs on the system clock, as on the robot (an rclpy node following a
-    # fast /clock spends its interpreter on the clock callbacks: measured here, ticks of 10 ms took
-    # 90-730 ms with /clock at 40-100 Hz); at other rates it must follow the played clock.
+    # At rate 1 the act node runs on the system clock, as on the robot; at other rates it must follow
+    # the played clock (under a fast /clock its ticks stay 10-40 ms with the single-threaded or events
+    # executor; a multi-threaded one made them up to ~300 ms: bench/sim_time_executors.py).
     sim_time = args.sim_time or args.rate != 1.0
     act = start_act_node({**act_p, "use_sim_time": sim_time}, "kairos replay")
     if act is None:
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
             f = m.frames[0]
             imagined.append((_ns(m.stamps[0]), image_to_rgb(f.encoding, f.height, f.width, f.step, f.data)))
     mon.create_subscription(ImaginedFuture, "/kairos_act/imagined_future", on_future, 10)
-    ex = MultiThreadedExecutor(num_threads=3)
+    ex = make_executor(args.executor)
     for n in (act, mon):
         ex.add_node(n)
     player, params_file = spawn_node("bag_player", "bag_player", params, ros_args)

@@ -17,6 +17,8 @@ import time
 import numpy as np
 import yaml
 
+from kairos_ros.node_util import add_executor_argument
+
 
 def _section(doc: dict, node: str, known: dict, path: str) -> dict:
     params = (doc.get(node) or {}).get("ros__parameters")
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tick-on", choices=("timer", "frame"), help="overrides the act node's tick_on (when it ticks)")
     ap.add_argument("--episodes", type=int, default=5)
     ap.add_argument("--first-variation", type=int, help="overrides the first held-out scene")
+    add_executor_argument(ap)
     ap.add_argument("--report", default="runs/sim_act", help="report directory")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     args, ros_args = ap.parse_known_args(argv)
@@ -110,12 +113,11 @@ def main(argv=None) -> int:
         return 2
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from kairos_ros.node_util import spawn_node, start_act_node, stop_act_node, stop_child
+    from kairos_ros.node_util import make_executor, spawn_node, start_act_node, stop_act_node, stop_child
 
     rclpy.init(args=["kairos_sim_act", *ros_args])
     act = start_act_node(act_p, "kairos sim-act")
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
         frames_now.append(np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width, 3).copy())
     listener.create_subscription(Image, act_p.get("camera_topic", "camera/image_raw"), on_image,
                                  qos_profile_sensor_data)
-    ex = MultiThreadedExecutor(num_threads=3)
+    ex = make_executor(args.executor)
     for n in (act, listener):
         ex.add_node(n)
     frames, results = [], []

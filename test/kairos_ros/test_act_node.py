@@ -243,3 +243,28 @@ def test_tick_on_frame_commands_as_soon_as_a_frame_and_its_joints_arrive(ros_con
         ex.shutdown()
         act.destroy_node()
         driver.destroy_node()
+
+
+def test_every_cli_executor_delivers_messages_and_unknown_ones_are_refused(ros_context):
+    """The executors `kairos act/sim-act/replay --executor` offer spin real subscriptions and timers."""
+    import rclpy
+    from std_msgs.msg import String
+
+    from kairos_ros.node_util import EXECUTORS, make_executor
+    for kind in EXECUTORS:
+        node = rclpy.create_node(f"executor_{kind}", context=ros_context)
+        got, ticks = [], []
+        node.create_subscription(String, f"executor_test_{kind}", lambda m: got.append(m.data), 10)
+        pub = node.create_publisher(String, f"executor_test_{kind}", 10)
+        node.create_timer(0.02, lambda: ticks.append(1))
+        ex = make_executor(kind, context=ros_context)
+        ex.add_node(node)
+        deadline = time.time() + 10
+        while (len(got) < 3 or len(ticks) < 3) and time.time() < deadline:
+            pub.publish(String(data=kind))
+            ex.spin_once(timeout_sec=0.05)
+        ex.shutdown(timeout_sec=5)
+        node.destroy_node()
+        assert got[:3] == [kind] * 3 and len(ticks) >= 3, (kind, got, ticks)
+    with pytest.raises(ValueError, match="unknown executor 'threads'"):
+        make_executor("threads", context=ros_context)
