@@ -422,14 +422,27 @@ class ActNode(LifecycleNode):
 
 
 def main(args=None):
-    """ros2 run kairos_ros act_node --ros-args --params-file config/act.yaml (configure/activate it
-    with the lifecycle services, or use `kairos act`, which does both)."""
-    rclpy.init(args=args)
+    """ros2 run kairos_ros act_node [--executor single|events|multi] --ros-args --params-file
+    config/act.yaml (configure/activate it with the lifecycle services, or use `kairos act`, which
+    does both). --executor: node_util.make_executor (single, the default, is what rclpy.spin uses)."""
+    import argparse
+    import sys
+    from rclpy.utilities import remove_ros_args
+    from kairos_ros.node_util import add_executor_argument, make_executor
+    argv = list(sys.argv if args is None else args)
+    ap = argparse.ArgumentParser(prog="act_node")
+    add_executor_argument(ap)
+    opts = ap.parse_args(remove_ros_args(argv)[1:])
+    rclpy.init(args=argv)
     node = ActNode()
+    ex = make_executor(opts.executor)
+    ex.add_node(node)
     try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
+        while rclpy.ok():                # spin_once, not spin: EventsExecutor.spin() (rclpy 9.1, Kilted)
+            ex.spin_once(timeout_sec=0.1)  # blocked every other Python thread here, the inference worker too
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
+        ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()

@@ -1,4 +1,5 @@
 """ros2 launch kairos_ros act.launch.py [config:=...] [artifact:=...] [backend:=...] [namespace:=...] [use_sim_time:=false]
+    [executor:=single]
 
 Starts the act node (a lifecycle node) with the YAML parameters, then configures and activates it.
 artifact and backend override the config's only when given (an empty argument keeps what the
@@ -19,6 +20,7 @@ def act_node(context):
     act = LifecycleNode(
         package="kairos_ros", executable="act_node", name="kairos_act",
         namespace=LaunchConfiguration("namespace"), output="screen",
+        arguments=["--executor", LaunchConfiguration("executor").perform(context)],
         parameters=[LaunchConfiguration("config"), overrides])
     return [act, *configure_then_activate(act)]
 
@@ -33,5 +35,8 @@ def generate_launch_description():
                               description="inference backend: auto | torch | onnx | tensorrt; empty: the config's"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
+        DeclareLaunchArgument("executor", default_value="single",
+                              description="rclpy executor of the node: single | events | multi (README: "
+                                          "Under a simulator's clock)"),
         OpaqueFunction(function=act_node),
     ])

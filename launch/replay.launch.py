@@ -1,4 +1,5 @@
 """ros2 launch kairos_ros replay.launch.py bags:="[data/bags/episode_000000, data/bags/episode_000001]" [rate:=1.0] [config:=...] [artifact:=...]
+    [executor:=single]
 
 Recorded episodes played back onto their topics (bag_player: camera, joint states, each episode's
 task text, /clock at the recorded time slowed by `rate`) into the act node, which follows /clock
@@ -23,6 +24,7 @@ def nodes(context):
         raise RuntimeError('replay.launch.py needs bags:="[path/to/episode, ...]"')
     artifact = LaunchConfiguration("artifact").perform(context)
     act = LifecycleNode(package="kairos_ros", executable="act_node", name="kairos_act", namespace="", output="screen",
+                        arguments=["--executor", LaunchConfiguration("executor").perform(context)],
                         parameters=[LaunchConfiguration("config"), {"use_sim_time": True},
                                     *([{"artifact": artifact}] if artifact else [])])
     player = Node(package="kairos_ros", executable="bag_player", name="bag_player", output="screen",
@@ -41,5 +43,7 @@ def generate_launch_description():
         DeclareLaunchArgument("player_config", default_value=PathJoinSubstitution([share, "config", "replay.yaml"]),
                               description="bag_player parameters (YAML)"),
         DeclareLaunchArgument("artifact", default_value="", description="model directory (empty: the config's)"),
+        DeclareLaunchArgument("executor", default_value="single",
+                              description="rclpy executor of the act node: single | events | multi"),
         OpaqueFunction(function=nodes),
     ])

@@ -268,3 +268,43 @@ def test_every_cli_executor_delivers_messages_and_unknown_ones_are_refused(ros_c
         assert got[:3] == [kind] * 3 and len(ticks) >= 3, (kind, got, ticks)
     with pytest.raises(ValueError, match="unknown executor 'threads'"):
         make_executor("threads", context=ros_context)
+
+
+def test_act_node_executable_serves_lifecycle_and_exits_on_sigint_with_every_executor(ros_context):
+    """`ros2 run kairos_ros act_node --executor X` (what the launch files start): its lifecycle
+    services answer and SIGINT ends it cleanly, on each executor (EventsExecutor.spin() blocked every
+    Python thread in rclpy 9.1, so the node spins with spin_once)."""
+    import rclpy
+    from lifecycle_msgs.srv import GetState
+
+    from kairos_ros.node_util import EXECUTORS
+    env = dict(os.environ, ROS_DOMAIN_ID=str(ros_context.get_domain_id()))
+    exe = os.path.join(os.path.dirname(sys.executable), "act_node")
+    procs = {k: subprocess.Popen([exe, "--executor", k, "--ros-args", "--params-file", "config/act.yaml",
+                                  "-r", f"__ns:=/exec_{k}"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for k in EXECUTORS}
+    node = rclpy.create_node("act_node_exec_probe", context=ros_context)
+    ex = rclpy.executors.SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    try:
+        for kind, proc in procs.items():
+            client = node.create_client(GetState, f"/exec_{kind}/kairos_act/get_state")
+            assert client.wait_for_service(timeout_sec=60), kind
+            future = client.call_async(GetState.Request())
+            deadline = time.time() + 20
+            while not future.done() and time.time() < deadline:
+                ex.spin_once(timeout_sec=0.1)
+            assert future.done() and future.result().current_state.label == "unconfigured", kind
+        for kind, proc in procs.items():
+            proc.send_signal(signal.SIGINT)
+        for kind, proc in procs.items():
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0 and "Traceback" not in out, (kind, out[-2000:])
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run([exe, "--executor", "threads"], env=env, check=True, capture_output=True, timeout=60)
