@@ -20,6 +20,7 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration as RosDuration
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
@@ -221,7 +222,11 @@ class ActNode(LifecycleNode):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self.timer = self.create_timer(1.0 / self.core.cfg.control_rate_hz, self.on_timer)
-        self.diag_timer = self.create_timer(self.p("diagnostics_period_s"), self.publish_diagnostics)
+        # Diagnostics run on the steady clock: under use_sim_time a stopped /clock stops the control
+        # timer, and /diagnostics is where an operator sees why.
+        self.diag_timer = self.create_timer(self.p("diagnostics_period_s"), self.publish_diagnostics,
+                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._clock_last_ns, self._clock_last_moved, self._clock_fault_logged = None, time.monotonic(), None
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -398,6 +403,27 @@ class ActNode(LifecycleNode):
             m.stamps.append(t.to_msg())
         self.future_pub.publish(m)
 
+    def sim_clock_fault(self) -> Optional[str]:
+        """Under use_sim_time, why the node cannot tick (no /clock yet, or /clock stopped moving for
+        more than 3 control periods and at least 1 s of steady time); None when the clock moves or the
+        node runs on the system clock. Called by the diagnostics timer (steady clock)."""
+        if not self.get_parameter("use_sim_time").value:
+            return None
+        now_ns, mono = self.get_clock().now().nanoseconds, time.monotonic()
+        if now_ns != self._clock_last_ns:
+            first = self._clock_last_ns is None
+            self._clock_last_ns, self._clock_last_moved = now_ns, mono
+            if not (first and now_ns == 0):
+                return None
+        if now_ns == 0:
+            return ("use_sim_time is set but no /clock has arrived: the node does not tick until a simulator "
+                    "or bag player publishes /clock")
+        stalled = mono - self._clock_last_moved
+        if stalled >= max(1.0, 3.0 * self.core.cfg.step_duration):
+            return (f"/clock has not moved for {stalled:.1f} s (simulation paused, or its publisher gone): "
+                    "the node does not tick")
+        return None
+
     def publish_diagnostics(self):
         if self.core is None:
             return
@@ -407,6 +433,15 @@ class ActNode(LifecycleNode):
         severity = fault_severity(r.reason) if holding else "ok"
         st.level = {"ok": DiagnosticStatus.OK, "error": DiagnosticStatus.ERROR}.get(severity, DiagnosticStatus.WARN)
         st.message = r.reason if holding else "commanding"
+        clock_fault = self.sim_clock_fault()
+        if clock_fault is not None:
+            st.level, st.message = DiagnosticStatus.WARN, clock_fault
+            if self._clock_fault_logged is None:                  # once per stall, not every period
+                self.get_logger().warning(clock_fault)
+            self._clock_fault_logged = clock_fault
+        elif self._clock_fault_logged is not None:
+            self.get_logger().info("/clock is moving again")
+            self._clock_fault_logged = None
         lat = np.asarray(self.latencies or [0.0]) * 1e3
         now = self.now_s()
         st.values = [KeyValue(key=k, value=v) for k, v in (

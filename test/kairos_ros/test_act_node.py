@@ -308,3 +308,54 @@ def test_act_node_executable_serves_lifecycle_and_exits_on_sigint_with_every_exe
                 proc.kill()
     with pytest.raises(subprocess.CalledProcessError):
         subprocess.run([exe, "--executor", "threads"], env=env, check=True, capture_output=True, timeout=60)
+
+
+def test_act_node_under_sim_time_says_when_clock_is_missing_or_stopped(tmp_path, ros_context):
+    """use_sim_time without /clock (a misconfigured robot, a paused simulator): the node cannot tick,
+    and /diagnostics, on the steady clock, says why; when /clock moves the warning clears."""
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from rosgraph_msgs.msg import Clock
+
+    with open("config/act.yaml") as f:
+        cfg = yaml.safe_load(f)
+    cfg["kairos_act"]["ros__parameters"].update(diagnostics_period_s=0.2, sampler_steps=1)
+    path = tmp_path / "act.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(ros_context.get_domain_id()))
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", "act", "--config", str(path), "--ros-args",
+                             "-p", "use_sim_time:=true"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    node = rclpy.create_node("sim_time_probe", context=ros_context)
+    ex = rclpy.executors.SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    diags = []
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda m: diags.extend(s for s in m.status if s.name.startswith("kairos_act")), 10)
+    clock_pub = node.create_publisher(Clock, "/clock", 10)
+
+    def wait_for(pred, seconds, clock_from=None):
+        deadline, t0 = time.time() + seconds, time.time()
+        while time.time() < deadline:
+            if clock_from is not None:               # sim time = clock_from + wall time since
+                ns = clock_from + int((time.time() - t0) * 1e9)
+                clock_pub.publish(Clock(clock=Time(sec=ns // 10**9, nanosec=ns % 10**9)))
+            ex.spin_once(timeout_sec=0.01)
+            if diags and pred(diags[-1]):
+                return diags[-1]
+        return None
+    try:
+        st = wait_for(lambda s: "no /clock has arrived" in s.message, 90)
+        assert st is not None and st.level == DiagnosticStatus.WARN, diags[-3:]
+        moving = wait_for(lambda s: "/clock" not in s.message, 20, clock_from=100 * 10**9)
+        assert moving is not None, diags[-3:]                   # ticking now: it holds for want of a camera
+        stopped = wait_for(lambda s: "/clock has not moved" in s.message, 20)
+        assert stopped is not None and stopped.level == DiagnosticStatus.WARN, diags[-3:]
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out[-2000:]
+    assert "no /clock has arrived" in out and "/clock is moving again" in out, out[-2000:]
