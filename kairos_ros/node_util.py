@@ -85,12 +85,13 @@ def make_executor(kind: str = "single", context=None):
     """The rclpy executor that spins the act node (and the CLIs' monitors) in one process.
 
     single: rclpy's SingleThreadedExecutor, what `ros2 run` gives a node (rclpy.spin); the default.
-    events: rclpy.experimental.EventsExecutor (rclpy >= Jazzy; its event queue is C++).
+    events: rclpy.experimental.EventsExecutor (rclpy >= Jazzy; its event queue is C++). Spin it with
+    spin_once in a loop: its spin() in rclpy 9.1 held the interpreter lock while waiting.
     multi: MultiThreadedExecutor with 3 threads. Measured here (bench/sim_time_executors.py): with
     /clock at 100-1000 Hz (a simulator; use_sim_time) its threads take the interpreter lock from
-    the act node's inference thread and the 10 ms ticks take up to ~300 ms, where single and events
-    keep them at 10-40 ms. The act node never blocks an executor callback (inference runs on its own
-    worker thread), so one executor thread is all it needs."""
+    the act node's inference thread and the ticks' p99 rises from ~30 ms to over 200 ms, where it
+    stays at 26-57 ms with single and events. The act node never blocks an executor callback
+    (inference runs on its own worker thread), so one executor thread is all it needs."""
     if kind == "single":
         from rclpy.executors import SingleThreadedExecutor
         return SingleThreadedExecutor(context=context)

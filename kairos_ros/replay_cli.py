@@ -178,8 +178,8 @@ def main(argv=None) -> int:
 
     rclpy.init(args=["kairos_replay", *ros_args])
     # At rate 1 the act node runs on the system clock, as on the robot; at other rates it must follow
-    # the played clock (under a fast /clock its ticks stay 10-40 ms with the single-threaded or events
-    # executor; a multi-threaded one made them up to ~300 ms: bench/sim_time_executors.py).
+    # the played clock (under a 100-1000 Hz /clock tick p99 stays 26-57 ms with the single-threaded or
+    # events executor; a multi-threaded one made it over 200 ms: bench/sim_time_executors.py).
     sim_time = args.sim_time or args.rate != 1.0
     act = start_act_node({**act_p, "use_sim_time": sim_time}, "kairos replay")
     if act is None:
