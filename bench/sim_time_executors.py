@@ -32,11 +32,11 @@ BIN = os.path.dirname(sys.executable)
 
 def record_main_job(out: str, episodes: int) -> list:
     """Record `episodes` episodes of the main job (closed loop on the simulated robot) into `out`."""
-    rec = subprocess.Popen([os.path.join(BIN, "kairos"), "record", "--output-dir", out])
+    rec = subprocess.Popen([os.path.join(BIN, "kairos"), "record", "--output-dir", out], cwd=ROOT)
     try:
         time.sleep(3.0)                                  # the recorder subscribes before the sim starts
         subprocess.run([os.path.join(BIN, "kairos"), "sim-act", "--episodes", str(episodes),
-                        "--report", os.path.join(out, "sim_act")], check=True)
+                        "--report", os.path.join(out, "sim_act")], check=True, cwd=ROOT)
         time.sleep(1.0)
     finally:
         rec.send_signal(signal.SIGINT)
@@ -71,13 +71,14 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="runs/sim_time_executors")
     ap.add_argument("--out", help="write the rows as JSON here")
     args = ap.parse_args(argv)
-    os.chdir(ROOT)
-    bags = args.bags
+    bags = [os.path.abspath(b) for b in args.bags or []]
     if not bags:
-        bags = sorted(glob.glob("runs/replay_bags/episode_*"))[:args.episodes]
+        default = os.path.join(ROOT, "runs", "replay_bags")
+        bags = sorted(glob.glob(os.path.join(default, "episode_*")))[:args.episodes]
         if not bags:
-            print(f"recording {args.episodes} episodes of the main job into runs/replay_bags ...")
-            bags = record_main_job("runs/replay_bags", args.episodes)[:args.episodes]
+            print(f"recording {args.episodes} episodes of the main job into {default} ...")
+            bags = record_main_job(default, args.episodes)[:args.episodes]
+    work = os.path.abspath(args.work)
     clocks = [0.0] + [c for c in args.clock_hz if c > 0]
     runs = {}
     combos = [(e, c) for e in args.executors for c in clocks]
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         for i, (ex, hz) in enumerate(combos):
             label = f"{ex}, {'system clock' if hz == 0 else f'/clock {hz:g} Hz'}"
             print(f"round {r + 1}/{args.rounds}, {i + 1}/{len(combos)}: {label}", flush=True)
-            s = replay(bags, ex, hz, os.path.join(args.work, f"{ex}_{hz:g}_{r}"), args.config, args.artifact)
+            s = replay(bags, ex, hz, os.path.join(work, f"{ex}_{hz:g}_{r}"), args.config, args.artifact)
             runs.setdefault((ex, hz), []).append(s)
 
     def mean(key, rs):
