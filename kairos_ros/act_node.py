@@ -410,14 +410,12 @@ class ActNode(LifecycleNode):
         if not self.get_parameter("use_sim_time").value:
             return None
         now_ns, mono = self.get_clock().now().nanoseconds, time.monotonic()
-        if now_ns != self._clock_last_ns:
-            first = self._clock_last_ns is None
-            self._clock_last_ns, self._clock_last_moved = now_ns, mono
-            if not (first and now_ns == 0):
-                return None
-        if now_ns == 0:
+        if now_ns == 0:                     # ROS time under use_sim_time before the first /clock
             return ("use_sim_time is set but no /clock has arrived: the node does not tick until a simulator "
                     "or bag player publishes /clock")
+        if now_ns != self._clock_last_ns:
+            self._clock_last_ns, self._clock_last_moved = now_ns, mono
+            return None
         stalled = mono - self._clock_last_moved
         if stalled >= max(1.0, 3.0 * self.core.cfg.step_duration):
             return (f"/clock has not moved for {stalled:.1f} s (simulation paused, or its publisher gone): "
